@@ -1,0 +1,220 @@
+"""Retraining assets: training dataset, candidate model (MLflow), and the champion alias."""
+
+import datetime as dt
+import os
+
+import dagster as dg
+import pandas as pd
+
+from checks.evaluation import CANDIDATE_PREFIX, CHAMPION_PREFIX
+from orchestrator.adapters.partition_store import PartitionStore
+from orchestrator.core.audit import AuditAction, AuditEvent
+from orchestrator.core.errors import DataError
+from orchestrator.core.registry import (
+    CHAMPION,
+    GATE_TAG_PREFIX,
+    TAG_CODE_VERSION,
+    TAG_DAGSTER_RUN_ID,
+    TAG_TRAINING_DATA_HASH,
+    TAG_TRAINING_PARTITIONS,
+    TAG_TRIGGER,
+    TAG_TRIGGERED_BY,
+)
+from orchestrator.core.spec import MonitoredModelSpec
+from orchestrator.core.training import (
+    data_hash,
+    evaluate_model,
+    prefixed,
+    split_holdout,
+    train_candidate,
+)
+from orchestrator.evidence import (
+    TRIGGER_TAG,
+    TRIGGERED_BY_TAG,
+    check_in_run,
+    latest_materialization_metadata,
+)
+from orchestrator.governance import Governance
+from orchestrator.naming import ModelNames
+from orchestrator.resources import AuditResource, DriftgateHomeResource, RegistryResource
+
+
+class TrainingWindowConfig(dg.Config):
+    """The labelled partitions to train on: `last` back `training_window_days`, or first..last."""
+
+    last: str | None = None
+    first: str | None = None
+
+
+class PromotionConfig(dg.Config):
+    version: str
+    actor: str = "sensor"
+
+
+def training_partitions(
+    spec: MonitoredModelSpec, store: PartitionStore, config: TrainingWindowConfig
+) -> list[str]:
+    """Partitions in the window whose features and labels have both landed."""
+    last = dt.date.fromisoformat(config.last) if config.last else None
+    if last is None:
+        labelled = [p for p in store.partitions("feature_table") if store.has_source("labels", p)]
+        if not labelled:
+            raise DataError(f"{spec.name}: no feature partition has labels yet")
+        last = dt.date.fromisoformat(labelled[-1])
+    first = (
+        dt.date.fromisoformat(config.first)
+        if config.first
+        else last - dt.timedelta(days=spec.retrain.training_window_days - 1)
+    )
+    days = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    return [d for d in days if store.has_source("labels", d)]
+
+
+def labelled_frame(spec: MonitoredModelSpec, store: PartitionStore, partitions: list[str]):
+    features = store.read_partitions("feature_table", partitions)
+    labels = pd.concat([store.read_source("labels", p) for p in partitions], ignore_index=True)
+    labels = labels[[spec.request_id_column, spec.label_column]].drop_duplicates(
+        spec.request_id_column, keep="last"
+    )
+    return features.merge(labels, on=spec.request_id_column, how="inner")
+
+
+def code_version() -> str:
+    from importlib.metadata import version
+
+    return os.environ.get("DRIFTGATE_CODE_VERSION") or f"driftgate-{version('driftgate')}"
+
+
+def build_training_assets(spec: MonitoredModelSpec, names: ModelNames) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        key=names.training_dataset,
+        deps=[names.feature_table],
+        group_name=spec.name,
+        kinds={"parquet"},
+        description=f"{spec.name}: recent feature partitions joined with their delayed labels.",
+    )
+    def training_dataset(
+        context: dg.AssetExecutionContext,
+        config: TrainingWindowConfig,
+        driftgate_home: DriftgateHomeResource,
+    ) -> dg.MaterializeResult:
+        store = driftgate_home.store(spec)
+        partitions = training_partitions(spec, store, config)
+        if not partitions:
+            raise DataError(f"{spec.name}: no labelled partitions in the training window")
+        frame = labelled_frame(spec, store, partitions)
+        store.write_table("training_dataset", frame, context.run.run_id)
+        return dg.MaterializeResult(
+            metadata={
+                "snapshot": context.run.run_id,
+                "partitions": ",".join(partitions),
+                "dagster/row_count": len(frame),
+                "positive_rate": float(frame[spec.label_column].mean()) if len(frame) else 0.0,
+            }
+        )
+
+    @dg.asset(
+        key=names.candidate_model,
+        deps=[names.training_dataset],
+        group_name=spec.name,
+        kinds={"mlflow", "scikitlearn"},
+        description=f"{spec.name}: a model trained on the training dataset, logged to MLflow and "
+        "registered as a new version with lineage tags. It awaits the evaluation gate and an "
+        "approval before it can become champion.",
+    )
+    def candidate_model(
+        context: dg.AssetExecutionContext,
+        driftgate_home: DriftgateHomeResource,
+        model_registry: RegistryResource,
+        audit: AuditResource,
+    ) -> dg.MaterializeResult:
+        dataset = latest_materialization_metadata(context.instance, names.training_dataset)
+        frame = driftgate_home.store(spec).read_table("training_dataset", str(dataset["snapshot"]))
+        train, holdout = split_holdout(frame, spec, spec.retrain.holdout_fraction)
+        registry = model_registry.registry()
+        metrics = prefixed(
+            evaluate_model(model := train_candidate(train, spec), holdout, spec), CANDIDATE_PREFIX
+        )
+        metrics |= champion_metrics(spec, registry, holdout)
+        version = registry.log_model(
+            spec.name,
+            model,
+            metrics=metrics,
+            params={"rows_train": str(len(train)), "rows_holdout": str(len(holdout))},
+            tags=lineage_tags(context, names, str(dataset["partitions"]), data_hash(frame)),
+        )
+        Governance(spec, registry, audit.log()).mark_challenger(version.version)
+        audit.log().append(
+            AuditEvent(
+                AuditAction.MODEL_REGISTERED,
+                version.tags[TAG_TRIGGERED_BY],
+                spec.name,
+                version.version,
+                context.run.run_id,
+                {"training_partitions": dataset["partitions"], "mlflow_run_id": version.run_id},
+            )
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "version": version.version,
+                "mlflow_run_id": version.run_id,
+                **{k: round(v, 4) for k, v in metrics.items()},
+            }
+        )
+
+    @dg.asset(
+        key=names.champion_model,
+        deps=[names.candidate_model],
+        group_name=spec.name,
+        kinds={"mlflow"},
+        description=f"{spec.name}: the version serving as `champion` in MLflow. Materializing it "
+        "moves the alias, only for an approved version whose gates all passed.",
+    )
+    def champion_model(
+        context: dg.AssetExecutionContext,
+        config: PromotionConfig,
+        model_registry: RegistryResource,
+        audit: AuditResource,
+    ) -> dg.MaterializeResult:
+        governance = Governance(spec, model_registry.registry(), audit.log())
+        decision = governance.promote(config.version, config.actor, context.run.run_id)
+        return dg.MaterializeResult(
+            metadata={
+                "version": decision.version,
+                "replaced_version": decision.replaces or "none",
+                "approved_by": governance.registry.get_version(
+                    spec.name, decision.version
+                ).approved_by,
+            }
+        )
+
+    return [training_dataset, candidate_model, champion_model]
+
+
+def champion_metrics(spec, registry, holdout: pd.DataFrame) -> dict[str, float]:
+    """The champion scored on the candidate's holdout; only `champion_version` if it fails."""
+    champion = registry.get_alias(spec.name, CHAMPION)
+    if champion is None:
+        return {}
+    try:
+        scores = evaluate_model(registry.load_model(spec.name, champion.version), holdout, spec)
+    except (DataError, ValueError, KeyError) as e:
+        dg.get_dagster_logger().warning(f"champion v{champion.version} could not be scored: {e}")
+        return {"champion_version": float(champion.version)}
+    return {"champion_version": float(champion.version), **prefixed(scores, CHAMPION_PREFIX)}
+
+
+def lineage_tags(context, names: ModelNames, partitions: str, hash_: str) -> dict[str, str]:
+    tags = context.run.tags
+    contract = check_in_run(context.instance, names.training_contract_check, context.run.run_id)
+    lineage = {
+        TAG_DAGSTER_RUN_ID: context.run.run_id,
+        TAG_TRAINING_PARTITIONS: partitions,
+        TAG_TRAINING_DATA_HASH: hash_,
+        TAG_CODE_VERSION: code_version(),
+        TAG_TRIGGER: tags.get(TRIGGER_TAG, "manual"),
+        TAG_TRIGGERED_BY: tags.get(TRIGGERED_BY_TAG) or tags.get("dagster/user", "unknown"),
+    }
+    if contract is not None:  # no recorded contract result: no tag, and promotion refuses
+        lineage[f"{GATE_TAG_PREFIX}training_data_contract"] = contract.verdict
+    return lineage

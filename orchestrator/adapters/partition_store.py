@@ -1,0 +1,87 @@
+"""Daily partitions as Parquet files: the landed source files and driftgate's own tables."""
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from orchestrator.core.errors import DataError
+
+
+def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class PartitionStore:
+    """Paths and reads for one monitored model's partitions under a data root.
+
+    `features_path` and `labels_path` are templates with `{partition}` (YYYY-MM-DD); relative
+    templates resolve against `root`.
+    """
+
+    def __init__(self, root: Path, model: str, features_path: str, labels_path: str):
+        self.root = root
+        self.model = model
+        self._templates = {"features": features_path, "labels": labels_path}
+
+    def source_path(self, kind: str, partition: str) -> Path:
+        path = Path(self._templates[kind].format(partition=partition, model=self.model))
+        return path if path.is_absolute() else self.root / path
+
+    def read_source(self, kind: str, partition: str) -> pd.DataFrame:
+        path = self.source_path(kind, partition)
+        if not path.exists():
+            raise DataError(f"{self.model}: no {kind} file for partition {partition} at {path}")
+        return pd.read_parquet(path)
+
+    def has_source(self, kind: str, partition: str) -> bool:
+        return self.source_path(kind, partition).exists()
+
+    def table_path(self, table: str, partition: str | None = None) -> Path:
+        base = self.root / self.model / table
+        return base / f"{partition}.parquet" if partition else base.with_suffix(".parquet")
+
+    def write_table(self, table: str, frame: pd.DataFrame, partition: str | None = None) -> Path:
+        path = self.table_path(table, partition)
+        write_parquet_atomically(frame, path)
+        return path
+
+    def read_table(self, table: str, partition: str | None = None) -> pd.DataFrame:
+        path = self.table_path(table, partition)
+        if not path.exists():
+            where = f"partition {partition}" if partition else "its only version"
+            raise DataError(f"{self.model}: table {table!r} has no {where} at {path}")
+        return pd.read_parquet(path)
+
+    def read_partitions(self, table: str, partitions: Iterable[str]) -> pd.DataFrame:
+        frames = [self.read_table(table, p) for p in partitions]
+        if not frames:
+            raise DataError(f"{self.model}: no partitions of {table!r} requested")
+        return pd.concat(frames, ignore_index=True)
+
+    def partitions(self, table: str) -> list[str]:
+        folder = self.root / self.model / table
+        return sorted(p.stem for p in folder.glob("*.parquet")) if folder.exists() else []
+
+    def labelled_rows(self, first: dt.date, last: dt.date) -> int:
+        """Rows in the label files that have landed for partitions first..last."""
+        total, day = 0, first
+        while day <= last:
+            path = self.source_path("labels", day.isoformat())
+            if path.exists():
+                total += pq.ParquetFile(path).metadata.num_rows
+            day += dt.timedelta(days=1)
+        return total

@@ -1,0 +1,156 @@
+"""Jobs and sensors per monitored model: monitor daily, retrain on drift, promote on approval."""
+
+import dagster as dg
+
+from assets.training import PromotionConfig, TrainingWindowConfig
+from orchestrator.adapters.partition_store import PartitionStore
+from orchestrator.core.audit import AuditAction, AuditEvent
+from orchestrator.core.retraining import RetrainAction, RetrainDecision, should_retrain
+from orchestrator.core.spec import MonitoredModelSpec
+from orchestrator.evidence import (
+    AS_OF_TAG,
+    ONSET_TAG,
+    TRIGGER_TAG,
+    TRIGGERED_BY_TAG,
+    drift_breaches,
+    retrain_triggers,
+)
+from orchestrator.governance import Governance
+from orchestrator.naming import ModelNames
+from orchestrator.resources import AuditResource, DriftgateHomeResource, RegistryResource
+
+_AUDIT_ACTION = {
+    RetrainAction.RETRAIN: AuditAction.RETRAIN_REQUESTED,
+    RetrainAction.COOLDOWN: AuditAction.RETRAIN_SUPPRESSED,
+    RetrainAction.BUDGET: AuditAction.RETRAIN_SUPPRESSED,
+    RetrainAction.WAIT_FOR_LABELS: AuditAction.RETRAIN_WAITING,
+}
+
+
+def build_jobs(
+    names: ModelNames, partitions_def: dg.PartitionsDefinition
+) -> dict[str, object]:
+    return {
+        "monitor": dg.define_asset_job(
+            names.monitor_job,
+            selection=dg.AssetSelection.assets(names.feature_table, names.feature_profile),
+            partitions_def=partitions_def,
+            description="Land one day of features and gate it: freshness, contract, drift.",
+        ),
+        "retrain": dg.define_asset_job(
+            names.retrain_job,
+            selection=dg.AssetSelection.assets(names.training_dataset, names.candidate_model),
+            description="Build the training dataset, train and register a candidate, evaluate it.",
+        ),
+        "promote": dg.define_asset_job(
+            names.promote_job,
+            selection=dg.AssetSelection.assets(names.champion_model),
+            description="Move the champion alias to an approved version whose gates passed.",
+        ),
+    }
+
+
+def retrain_decision(
+    spec: MonitoredModelSpec, names: ModelNames, instance: dg.DagsterInstance, store: PartitionStore
+) -> RetrainDecision:
+    return should_retrain(
+        spec.name,
+        drift_breaches(instance, names.drift_check),
+        retrain_triggers(instance, names.retrain_job),
+        store.labelled_rows,
+        spec.retrain,
+    )
+
+
+def build_retrain_sensor(
+    spec: MonitoredModelSpec, names: ModelNames, job, training_op: str
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=names.retrain_sensor,
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Retrain {spec.name} when its drift check fails at error level, guarded by "
+        f"a {spec.retrain.cooldown_days}-day cooldown, a budget of "
+        f"{spec.retrain.budget_per_30_days} per 30 days and enough new labelled data.",
+    )
+    def retrain_on_drift(
+        context: dg.SensorEvaluationContext,
+        driftgate_home: DriftgateHomeResource,
+        audit: AuditResource,
+    ):
+        decision = retrain_decision(spec, names, context.instance, driftgate_home.store(spec))
+        if decision.action is RetrainAction.NO_BREACH:
+            return dg.SkipReason(decision.reason)
+        fingerprint = f"{decision.action}:{decision.onset}:{decision.as_of}"
+        if fingerprint != context.cursor:  # audit each decision once, not on every tick
+            audit.log().append(
+                AuditEvent(
+                    _AUDIT_ACTION[decision.action],
+                    f"sensor:{names.retrain_sensor}",
+                    spec.name,
+                    evidence={
+                        "reason": decision.reason,
+                        "onset": decision.onset,
+                        "as_of": decision.as_of,
+                        "run_key": decision.run_key,
+                    },
+                )
+            )
+            context.update_cursor(fingerprint)
+        if not decision.retrain:
+            return dg.SkipReason(decision.reason)
+        return dg.RunRequest(
+            run_key=decision.run_key,
+            run_config=dg.RunConfig(
+                ops={training_op: TrainingWindowConfig(last=decision.as_of.isoformat())}
+            ),
+            tags={
+                AS_OF_TAG: decision.as_of.isoformat(),
+                ONSET_TAG: decision.onset.isoformat(),
+                TRIGGER_TAG: "drift",
+                TRIGGERED_BY_TAG: f"sensor:{names.retrain_sensor}",
+            },
+        )
+
+    return retrain_on_drift
+
+
+def build_promote_sensor(
+    spec: MonitoredModelSpec, names: ModelNames, job, champion_op: str
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=names.promote_sensor,
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Promote an approved {spec.name} version whose gates all passed to champion.",
+    )
+    def promote_on_approval(
+        context: dg.SensorEvaluationContext, model_registry: RegistryResource, audit: AuditResource
+    ):
+        governance = Governance(spec, model_registry.registry(), audit.log())
+        requests, refusals = [], []
+        for version in governance.approved_not_promoted():
+            decision = governance.decide(version.version)
+            if not decision.allowed:
+                refusals.append(f"v{version.version}: {decision.explain()}")
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"promote-{spec.name}-v{version.version}",
+                    run_config=dg.RunConfig(
+                        ops={
+                            champion_op: PromotionConfig(
+                                version=version.version, actor=f"sensor:{names.promote_sensor}"
+                            )
+                        }
+                    ),
+                    tags={"driftgate/version": version.version},
+                )
+            )
+        if requests:
+            return requests
+        return dg.SkipReason("; ".join(refusals) or "no approved version awaits promotion")
+
+    return promote_on_approval

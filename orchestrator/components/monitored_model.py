@@ -1,0 +1,59 @@
+"""The MonitoredModel Component: one YAML block declares one monitored model.
+
+    type: orchestrator.components.MonitoredModel
+    attributes:
+      name: churn
+      features: [...]
+      ...
+
+Its attributes are MonitoredModelSpec's fields, so a typo or an out-of-range value fails when
+definitions load, naming the field and the YAML line.
+"""
+
+import dagster as dg
+
+from assets.features import build_feature_profile, build_feature_table
+from assets.training import build_training_assets
+from checks.contract import build_feature_contract_check, build_training_contract_check
+from checks.drift import build_drift_check
+from checks.evaluation import build_evaluation_check
+from checks.freshness import build_freshness_check
+from orchestrator.automation import build_jobs, build_promote_sensor, build_retrain_sensor
+from orchestrator.core.spec import MonitoredModelSpec
+from orchestrator.naming import ModelNames
+
+
+class MonitoredModel(dg.Component, dg.Resolvable, MonitoredModelSpec):
+    """A production model watched by driftgate: its features, gates, and retraining loop."""
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        return build_model_definitions(MonitoredModelSpec.model_validate(self.model_dump()))
+
+
+def build_model_definitions(spec: MonitoredModelSpec) -> dg.Definitions:
+    names = ModelNames(spec.name)
+    daily = dg.DailyPartitionsDefinition(start_date=spec.partitions_start)
+    training_dataset, candidate_model, champion_model = build_training_assets(spec, names)
+    jobs = build_jobs(names, daily)
+    return dg.Definitions(
+        assets=[
+            build_feature_table(spec, names, daily),
+            build_feature_profile(spec, names, daily),
+            training_dataset,
+            candidate_model,
+            champion_model,
+        ],
+        asset_checks=[
+            build_freshness_check(spec, names),
+            build_feature_contract_check(spec, names, daily),
+            build_drift_check(spec, names, daily),
+            build_training_contract_check(spec, names),
+            build_evaluation_check(spec, names),
+        ],
+        jobs=list(jobs.values()),
+        schedules=[dg.build_schedule_from_partitioned_job(jobs["monitor"], hour_of_day=2)],
+        sensors=[
+            build_retrain_sensor(spec, names, jobs["retrain"], training_dataset.op.name),
+            build_promote_sensor(spec, names, jobs["promote"], champion_model.op.name),
+        ],
+    )

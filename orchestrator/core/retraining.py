@@ -1,0 +1,95 @@
+"""Whether a drift breach should retrain the model now, under the retrain policy's guards.
+
+Guards run on the data clock (partition dates), not on the wall clock: a replay or a backfill of
+thirty drifted days asks for the same retraining as living through them, and the decision is
+reproducible from the evidence alone.
+"""
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from orchestrator.core.spec import RetrainPolicy
+
+# (first, last) partition dates -> labelled rows in that range
+LabelCounter = Callable[[dt.date, dt.date], int]
+
+
+class RetrainAction(StrEnum):
+    RETRAIN = "retrain"
+    NO_BREACH = "no_breach"
+    COOLDOWN = "suppressed_cooldown"
+    BUDGET = "suppressed_budget"
+    WAIT_FOR_LABELS = "waiting_for_labels"
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    action: RetrainAction
+    reason: str
+    onset: dt.date | None = None  # first breached partition this decision is about
+    as_of: dt.date | None = None  # newest breached partition: the training window ends here
+    run_key: str | None = None
+
+    @property
+    def retrain(self) -> bool:
+        return self.action is RetrainAction.RETRAIN
+
+
+def retrain_run_key(model: str, onset: dt.date) -> str:
+    """Stable per drift episode, so repeated ticks about the same episode dedupe."""
+    return f"retrain-{model}-{onset.isoformat()}"
+
+
+def should_retrain(
+    model: str,
+    breaches: Sequence[dt.date],
+    previous_triggers: Sequence[dt.date],
+    labelled_rows_since: LabelCounter,
+    policy: RetrainPolicy,
+) -> RetrainDecision:
+    """Decide on the newest breach given earlier retrain triggers (their `as_of` partitions).
+
+    `labelled_rows_since(onset, as_of)` counts labelled rows in that partition range; a model
+    retrained before any labelled drifted data exists would only relearn the old world.
+    """
+    if not breaches:
+        return RetrainDecision(RetrainAction.NO_BREACH, "no drift breach at error level")
+    latest = max(breaches)
+    last_trigger = max(previous_triggers, default=None)
+    if last_trigger is not None:
+        cooldown_end = last_trigger + dt.timedelta(days=policy.cooldown_days)
+        if latest < cooldown_end:
+            return RetrainDecision(
+                RetrainAction.COOLDOWN,
+                f"drift on {latest} suppressed: retraining was triggered for {last_trigger}, "
+                f"cooldown of {policy.cooldown_days} days runs until {cooldown_end}",
+                as_of=latest,
+            )
+    window_start = latest - dt.timedelta(days=30)
+    recent = [t for t in previous_triggers if t > window_start]
+    if len(recent) >= policy.budget_per_30_days:
+        return RetrainDecision(
+            RetrainAction.BUDGET,
+            f"drift on {latest} suppressed: {len(recent)} retrainings in the 30 days before, "
+            f"budget is {policy.budget_per_30_days}",
+            as_of=latest,
+        )
+    onset = min(b for b in breaches if last_trigger is None or b > last_trigger)
+    labelled = labelled_rows_since(onset, latest)
+    if labelled < policy.min_new_labelled_rows:
+        return RetrainDecision(
+            RetrainAction.WAIT_FOR_LABELS,
+            f"drift since {onset}: {labelled} labelled rows since then, "
+            f"{policy.min_new_labelled_rows} needed before retraining",
+            onset=onset,
+            as_of=latest,
+        )
+    return RetrainDecision(
+        RetrainAction.RETRAIN,
+        f"drift since {onset} (latest {latest}); {labelled} labelled rows since onset",
+        onset=onset,
+        as_of=latest,
+        run_key=retrain_run_key(model, onset),
+    )

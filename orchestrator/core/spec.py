@@ -1,0 +1,267 @@
+"""MonitoredModelSpec: everything one monitored model is configured with.
+
+The same pydantic models back the Dagster Component's YAML (`orchestrator/defs/<model>/defs.yaml`),
+so a typo or an invalid value fails when definitions load, with the field named.
+"""
+
+import datetime as dt
+import re
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _iso_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a date in YYYY-MM-DD form") from e
+
+
+class _Strict(BaseModel):
+    """Forbids unknown fields and checks numeric bounds declared in `_bounds`.
+
+    Bounds are checked by a validator rather than with `Field(ge=...)` because Dagster's
+    component schema derivation rejects constrained (Annotated) fields in nested models.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    _bounds: ClassVar[dict[str, tuple[float, float]]] = {}
+
+    @model_validator(mode="after")
+    def _within_bounds(self) -> "_Strict":
+        for field_name, (low, high) in self._bounds.items():
+            value = getattr(self, field_name)
+            if not low <= value <= high:
+                raise ValueError(f"{field_name} must be between {low} and {high}, got {value}")
+        return self
+
+
+class FeatureKind(StrEnum):
+    NUMERICAL = "numerical"
+    CATEGORICAL = "categorical"
+
+
+class FeatureSpec(_Strict):
+    """One model input column and its data contract."""
+
+    name: str
+    kind: FeatureKind
+    min_value: float | None = None
+    max_value: float | None = None
+    allowed_values: list[str] | None = Field(
+        default=None, description="Closed category set; omit for open sets (drift still watches)."
+    )
+    max_null_fraction: float = 0.0
+
+    _bounds = {"max_null_fraction": (0.0, 1.0)}
+
+    @model_validator(mode="after")
+    def _kind_matches_contract(self) -> "FeatureSpec":
+        if self.kind is FeatureKind.CATEGORICAL and (
+            self.min_value is not None or self.max_value is not None
+        ):
+            raise ValueError(f"feature {self.name!r}: min_value/max_value apply to numerical only")
+        if self.kind is FeatureKind.NUMERICAL and self.allowed_values is not None:
+            raise ValueError(f"feature {self.name!r}: allowed_values applies to categorical only")
+        if (
+            self.min_value is not None
+            and self.max_value is not None
+            and self.min_value > self.max_value
+        ):
+            raise ValueError(f"feature {self.name!r}: min_value is greater than max_value")
+        return self
+
+
+class Threshold(_Strict):
+    """Effect-size levels: a statistic at or above `warn` warns, at or above `error` blocks."""
+
+    warn: float
+    error: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Threshold":
+        if min(self.warn, self.error) < 0:
+            raise ValueError("warn and error must be non-negative")
+        if self.warn > self.error:
+            raise ValueError(f"warn ({self.warn}) must not exceed error ({self.error})")
+        return self
+
+
+def _default_thresholds() -> dict[str, Threshold]:
+    # Defaults and why (effect sizes, so the verdict does not flip with sample size):
+    # - psi 0.1/0.25: the credit-risk convention (<0.1 stable, 0.1-0.25 moderate, >0.25 major).
+    # - jensen_shannon 0.1/0.2 (distance, base 2): ~PSI 0.1 for small shifts is JS ~0.11.
+    # - wasserstein 0.1/0.2 (in reference std units): 0.1 sigma is Evidently's default.
+    # - ks 0.1/0.2 (max CDF gap): a 0.25-sigma mean shift of a normal gives D ~0.1.
+    # - chi_square 0.1/0.25 (Cohen's w = sqrt(chi2/n)): 0.1 is Cohen's "small" effect.
+    # - unseen_share 0.01/0.05: 1% of rows in categories the model never saw is worth a look.
+    # - null_rate 0.02/0.05 (absolute change of the null fraction).
+    return {
+        "psi": Threshold(warn=0.1, error=0.25),
+        "jensen_shannon": Threshold(warn=0.1, error=0.2),
+        "wasserstein": Threshold(warn=0.1, error=0.2),
+        "ks": Threshold(warn=0.1, error=0.2),
+        "chi_square": Threshold(warn=0.1, error=0.25),
+        "unseen_share": Threshold(warn=0.01, error=0.05),
+        "null_rate": Threshold(warn=0.02, error=0.05),
+    }
+
+
+class DriftPolicy(_Strict):
+    """Which drift methods run per feature kind and the thresholds they apply."""
+
+    numerical_methods: list[str] = ["psi", "jensen_shannon", "wasserstein", "ks", "null_rate"]
+    categorical_methods: list[str] = ["chi_square", "jensen_shannon", "unseen_share", "null_rate"]
+    thresholds: dict[str, Threshold] = Field(default_factory=_default_thresholds)
+    bins: int = 10
+    min_rows: int = 200
+
+    _bounds = {"bins": (2, 100), "min_rows": (1, 1e12)}
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _merge_with_defaults(cls, value: dict) -> dict:
+        return {**_default_thresholds(), **(value or {})}
+
+    @model_validator(mode="after")
+    def _methods_known(self) -> "DriftPolicy":
+        # The registry lives with the statistics; imported here, at validation time, not at import.
+        from orchestrator.core.drift import METHODS, get_method
+
+        for kind, names in (
+            (FeatureKind.NUMERICAL, self.numerical_methods),
+            (FeatureKind.CATEGORICAL, self.categorical_methods),
+        ):
+            for name in names:
+                get_method(name, kind)
+        unknown = sorted(set(self.thresholds) - set(METHODS))
+        if unknown:
+            raise ValueError(f"thresholds for unknown methods {unknown}; valid: {sorted(METHODS)}")
+        return self
+
+
+class FreshnessPolicy(_Strict):
+    """The newest partition must have ended no more than `max_age_hours` ago."""
+
+    max_age_hours: float = 30.0
+
+    _bounds = {"max_age_hours": (1e-6, 1e6)}
+
+
+class RetrainPolicy(_Strict):
+    """Guards on the retrain sensor and the evaluation gate the candidate must pass."""
+
+    cooldown_days: int = 7
+    budget_per_30_days: int = 2
+    min_new_labelled_rows: int = 1000
+    training_window_days: int = 7
+    holdout_fraction: float = 0.25
+    metric: str = "roc_auc"
+    evaluation_tolerance: float = 0.01
+    min_metric: float = 0.6
+
+    _bounds = {
+        "cooldown_days": (0, 3650),
+        "budget_per_30_days": (1, 1000),
+        "min_new_labelled_rows": (0, 1e12),
+        "training_window_days": (1, 3650),
+        "holdout_fraction": (0.01, 0.99),
+        "evaluation_tolerance": (0.0, 1.0),
+        "min_metric": (0.0, 1.0),
+    }
+
+
+class ApprovalPolicy(_Strict):
+    """Who may approve a candidate, and whether its trainer may approve it too."""
+
+    approvers: list[str]
+    separation_of_duties: bool = True
+
+
+class SourceSpec(_Strict):
+    """Where the daily partitions of the feature table land, and the label files."""
+
+    features_path: str = Field(
+        description="Parquet path template with {partition}, relative to DRIFTGATE_HOME or absolute"
+    )
+    labels_path: str = Field(
+        description="Parquet path template with {partition}: request id, label"
+    )
+
+
+class MonitoredModelSpec(_Strict):
+    """One monitored model: its data, its contract, and the policies that guard it."""
+
+    name: str
+    description: str = ""
+    source: SourceSpec
+    partitions_start: str = Field(description="first daily partition, YYYY-MM-DD")
+    timestamp_column: str = "timestamp"
+    request_id_column: str = "request_id"
+    label_column: str = "label"
+    features: list[FeatureSpec]
+    segments: list[str] = []
+    reference_window: list[str] = Field(
+        description="[first, last] day (YYYY-MM-DD) of the data the first model is trained on"
+    )
+    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+    freshness: FreshnessPolicy = Field(default_factory=FreshnessPolicy)
+    retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
+    approval: ApprovalPolicy
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be lower_snake_case (it names assets, jobs and sensors)")
+        return value
+
+    @field_validator("partitions_start")
+    @classmethod
+    def _is_date(cls, value: str) -> str:
+        return _iso_date(value).isoformat()
+
+    @field_validator("reference_window")
+    @classmethod
+    def _is_date_pair(cls, value: list[str]) -> list[str]:
+        if len(value) != 2:
+            raise ValueError("must be [first, last]")
+        return [_iso_date(v).isoformat() for v in value]
+
+    @model_validator(mode="after")
+    def _columns_consistent(self) -> "MonitoredModelSpec":
+        if not self.features:
+            raise ValueError("features: at least one feature is needed")
+        if not self.approval.approvers:
+            raise ValueError("approval.approvers: at least one approver is needed")
+        names = [f.name for f in self.features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"features: duplicate names {duplicates}")
+        unknown_segments = [s for s in self.segments if s not in names]
+        if unknown_segments:
+            raise ValueError(f"segments: {unknown_segments} are not declared in features")
+        first, last = self.reference_dates
+        if first > last or first < self.start_date:
+            raise ValueError("reference_window: must be [first, last] on or after partitions_start")
+        return self
+
+    @property
+    def start_date(self) -> dt.date:
+        return dt.date.fromisoformat(self.partitions_start)
+
+    @property
+    def reference_dates(self) -> tuple[dt.date, dt.date]:
+        first, last = self.reference_window
+        return dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def feature(self, name: str) -> FeatureSpec:
+        return next(f for f in self.features if f.name == name)

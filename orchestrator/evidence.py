@@ -1,0 +1,117 @@
+"""Evidence read back from the Dagster instance: check evaluations and runs.
+
+Sensors and assets decide on what Dagster recorded, not on what a process remembers.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+# Enough history for a 30-day budget window with re-evaluations; older breaches cannot matter.
+_HISTORY_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class CheckEvaluation:
+    partition: str | None
+    passed: bool
+    severity: dg.AssetCheckSeverity
+    metadata: dict
+    run_id: str
+    storage_id: int
+
+    @property
+    def blocks(self) -> bool:
+        return not self.passed and self.severity is dg.AssetCheckSeverity.ERROR
+
+    @property
+    def verdict(self) -> str:
+        value = self.metadata.get("verdict")
+        return getattr(value, "value", value) or ("pass" if self.passed else "block")
+
+    def value(self, key: str) -> object:
+        item = self.metadata.get(key)
+        return getattr(item, "value", item)
+
+
+def check_history(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> list[CheckEvaluation]:
+    """Completed evaluations of one check, newest first."""
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        key,
+        limit=_HISTORY_LIMIT,
+        status={AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED},
+    )
+    evaluations = []
+    for record in records:
+        data = record.event.dagster_event.event_specific_data if record.event else None
+        if data is None:
+            continue
+        evaluations.append(
+            CheckEvaluation(
+                partition=record.partition or data.partition,
+                passed=data.passed,
+                severity=data.severity,
+                metadata=dict(data.metadata),
+                run_id=record.run_id,
+                storage_id=record.id,
+            )
+        )
+    return evaluations
+
+
+def latest_per_partition(evaluations: list[CheckEvaluation]) -> dict[str, CheckEvaluation]:
+    latest: dict[str, CheckEvaluation] = {}
+    for evaluation in evaluations:  # newest first: keep the first seen per partition
+        if evaluation.partition is not None:
+            latest.setdefault(evaluation.partition, evaluation)
+    return latest
+
+
+def drift_breaches(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> list[dt.date]:
+    """Partitions whose latest drift evaluation found drift at error level."""
+    return sorted(
+        dt.date.fromisoformat(partition)
+        for partition, evaluation in latest_per_partition(check_history(instance, key)).items()
+        if evaluation.blocks and evaluation.value("drifted_columns")
+    )
+
+
+def check_in_run(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey, run_id: str
+) -> CheckEvaluation | None:
+    return next((e for e in check_history(instance, key) if e.run_id == run_id), None)
+
+
+def latest_materialization_metadata(
+    instance: dg.DagsterInstance, key: dg.AssetKey
+) -> dict[str, object]:
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+def newest_partition(instance: dg.DagsterInstance, key: dg.AssetKey) -> dt.date | None:
+    partitions = instance.get_materialized_partitions(key)
+    return max((dt.date.fromisoformat(p) for p in partitions), default=None)
+
+
+def retrain_triggers(instance: dg.DagsterInstance, job_name: str) -> list[dt.date]:
+    """`as_of` partitions of every retraining run launched for this job (any outcome).
+
+    A failed retraining still counts against cooldown and budget: a broken trainer must not turn
+    a drift episode into a storm of runs. Operators re-run it by hand.
+    """
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name))
+    return sorted(
+        dt.date.fromisoformat(run.tags[AS_OF_TAG]) for run in runs if AS_OF_TAG in run.tags
+    )
+
+
+AS_OF_TAG = "driftgate/as_of"
+ONSET_TAG = "driftgate/onset"
+TRIGGER_TAG = "driftgate/trigger"
+TRIGGERED_BY_TAG = "driftgate/triggered_by"
+EVALUATED_AT_TAG = "driftgate/evaluated_at"

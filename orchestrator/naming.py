@@ -1,0 +1,73 @@
+"""The Dagster names of one monitored model's objects. Names are contracts: keep them stable."""
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+
+@dataclass(frozen=True)
+class ModelNames:
+    model: str
+
+    def key(self, asset: str) -> dg.AssetKey:
+        return dg.AssetKey([self.model, asset])
+
+    @property
+    def feature_table(self) -> dg.AssetKey:
+        return self.key("feature_table")
+
+    @property
+    def feature_profile(self) -> dg.AssetKey:
+        return self.key("feature_profile")
+
+    @property
+    def training_dataset(self) -> dg.AssetKey:
+        return self.key("training_dataset")
+
+    @property
+    def candidate_model(self) -> dg.AssetKey:
+        return self.key("candidate_model")
+
+    @property
+    def champion_model(self) -> dg.AssetKey:
+        return self.key("champion_model")
+
+    @property
+    def freshness_check(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(self.feature_table, "feature_table_is_fresh")
+
+    @property
+    def contract_check(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(self.feature_table, "feature_table_matches_contract")
+
+    @property
+    def drift_check(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(self.feature_table, "feature_table_within_drift_threshold")
+
+    @property
+    def training_contract_check(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(self.training_dataset, "training_dataset_matches_contract")
+
+    @property
+    def evaluation_check(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(self.candidate_model, "candidate_model_not_worse_than_champion")
+
+    @property
+    def monitor_job(self) -> str:
+        return f"monitor_{self.model}_features"
+
+    @property
+    def retrain_job(self) -> str:
+        return f"retrain_{self.model}"
+
+    @property
+    def promote_job(self) -> str:
+        return f"promote_{self.model}"
+
+    @property
+    def retrain_sensor(self) -> str:
+        return f"retrain_{self.model}_on_drift"
+
+    @property
+    def promote_sensor(self) -> str:
+        return f"promote_{self.model}_on_approval"

@@ -1,0 +1,55 @@
+"""Dagster resources. They only construct adapters; every decision lives in core."""
+
+import dagster as dg
+
+from orchestrator.adapters.audit_store import SqliteAuditLog
+from orchestrator.adapters.home import HomeLayout
+from orchestrator.adapters.mlflow_registry import MlflowModelRegistry
+from orchestrator.adapters.partition_store import PartitionStore
+from orchestrator.core.audit import AuditLog
+from orchestrator.core.registry import ModelRegistry
+from orchestrator.core.spec import MonitoredModelSpec
+
+
+class DriftgateHomeResource(dg.ConfigurableResource):
+    """Where the embedded default keeps its state; empty means $DRIFTGATE_HOME or ./.driftgate."""
+
+    home: str | None = None
+
+    def layout(self) -> HomeLayout:
+        return HomeLayout.resolve(self.home)
+
+    def store(self, spec: MonitoredModelSpec) -> PartitionStore:
+        return PartitionStore(
+            self.layout().data, spec.name, spec.source.features_path, spec.source.labels_path
+        )
+
+
+class RegistryResource(dg.ConfigurableResource):
+    """MLflow registry; empty tracking_uri means the SQLite database under DRIFTGATE_HOME."""
+
+    home: str | None = None
+    tracking_uri: str | None = None
+
+    def registry(self) -> ModelRegistry:
+        layout = HomeLayout.resolve(self.home)
+        return MlflowModelRegistry(
+            self.tracking_uri or layout.mlflow_tracking_uri, layout.mlflow_artifacts
+        )
+
+
+class AuditResource(dg.ConfigurableResource):
+    """The append-only audit log; SQLite under DRIFTGATE_HOME by default."""
+
+    home: str | None = None
+
+    def log(self) -> AuditLog:
+        return SqliteAuditLog(HomeLayout.resolve(self.home).audit_db)
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "driftgate_home": DriftgateHomeResource(),
+        "model_registry": RegistryResource(),
+        "audit": AuditResource(),
+    }
