@@ -12,7 +12,7 @@ from orchestrator.naming import ModelNames
 from orchestrator.resources import DriftgateHomeResource
 
 _NUMERICAL_TYPES = ["int8", "int16", "int32", "int64", "float32", "float64", "Int64", "Float64"]
-_CATEGORICAL_TYPES = ["object", "category"]
+_CATEGORICAL_TYPES = ["str", "object", "category"]
 
 
 def build_expectations(spec: MonitoredModelSpec, with_label: bool = False) -> list:

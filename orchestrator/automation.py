@@ -12,7 +12,7 @@ from orchestrator.evidence import (
     ONSET_TAG,
     TRIGGER_TAG,
     TRIGGERED_BY_TAG,
-    drift_breaches,
+    drift_outcomes,
     retrain_triggers,
 )
 from orchestrator.governance import Governance
@@ -27,9 +27,7 @@ _AUDIT_ACTION = {
 }
 
 
-def build_jobs(
-    names: ModelNames, partitions_def: dg.PartitionsDefinition
-) -> dict[str, object]:
+def build_jobs(names: ModelNames, partitions_def: dg.PartitionsDefinition) -> dict[str, object]:
     return {
         "monitor": dg.define_asset_job(
             names.monitor_job,
@@ -53,9 +51,11 @@ def build_jobs(
 def retrain_decision(
     spec: MonitoredModelSpec, names: ModelNames, instance: dg.DagsterInstance, store: PartitionStore
 ) -> RetrainDecision:
+    breached, passed = drift_outcomes(instance, names.drift_check)
     return should_retrain(
         spec.name,
-        drift_breaches(instance, names.drift_check),
+        breached,
+        passed,
         retrain_triggers(instance, names.retrain_job),
         store.labelled_rows,
         spec.retrain,
@@ -102,8 +102,13 @@ def build_retrain_sensor(
             return dg.SkipReason(decision.reason)
         return dg.RunRequest(
             run_key=decision.run_key,
+            # Train on what happened since the drift began: the old world is what went stale.
             run_config=dg.RunConfig(
-                ops={training_op: TrainingWindowConfig(last=decision.as_of.isoformat())}
+                ops={
+                    training_op: TrainingWindowConfig(
+                        first=decision.onset.isoformat(), last=decision.as_of.isoformat()
+                    )
+                }
             ),
             tags={
                 AS_OF_TAG: decision.as_of.isoformat(),

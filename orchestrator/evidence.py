@@ -15,6 +15,7 @@ _HISTORY_LIMIT = 500
 
 @dataclass(frozen=True)
 class CheckEvaluation:
+    check_name: str
     partition: str | None
     passed: bool
     severity: dg.AssetCheckSeverity
@@ -35,6 +36,24 @@ class CheckEvaluation:
         item = self.metadata.get(key)
         return getattr(item, "value", item)
 
+    @property
+    def reason_text(self) -> str:
+        return str(self.value("reason") or "")
+
+    @property
+    def summary(self) -> str:
+        """`<check> passed|WARN|FAILED`, with the worst column and its score where there is one."""
+        outcome = "passed" if self.passed else ("WARN" if not self.blocks else "FAILED")
+        worst = self.value("worst_column")
+        if worst is not None and not self.passed:
+            return (
+                f"{self.check_name} {outcome} (worst {worst}: {self.value('worst_method')} "
+                f"{float(self.value('worst_statistic') or 0):.3f})"
+            )
+        if not self.passed:
+            return f"{self.check_name} {outcome} ({self.reason_text})"
+        return f"{self.check_name} {outcome}"
+
 
 def check_history(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> list[CheckEvaluation]:
     """Completed evaluations of one check, newest first."""
@@ -50,6 +69,7 @@ def check_history(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> list[C
             continue
         evaluations.append(
             CheckEvaluation(
+                check_name=key.name,
                 partition=record.partition or data.partition,
                 passed=data.passed,
                 severity=data.severity,
@@ -69,13 +89,22 @@ def latest_per_partition(evaluations: list[CheckEvaluation]) -> dict[str, CheckE
     return latest
 
 
-def drift_breaches(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> list[dt.date]:
-    """Partitions whose latest drift evaluation found drift at error level."""
-    return sorted(
-        dt.date.fromisoformat(partition)
-        for partition, evaluation in latest_per_partition(check_history(instance, key)).items()
-        if evaluation.blocks and evaluation.value("drifted_columns")
-    )
+def drift_outcomes(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey
+) -> tuple[list[dt.date], list[dt.date]]:
+    """(breached, passed) partitions by their latest drift evaluation.
+
+    Breached: drift at error level. Passed: within thresholds (a warning counts as passed).
+    A block for lack of evidence is neither: it says nothing about drift.
+    """
+    breached, passed = [], []
+    for partition, evaluation in latest_per_partition(check_history(instance, key)).items():
+        day = dt.date.fromisoformat(partition)
+        if evaluation.blocks and evaluation.value("drifted_columns"):
+            breached.append(day)
+        elif not evaluation.blocks:
+            passed.append(day)
+    return sorted(breached), sorted(passed)
 
 
 def check_in_run(

@@ -18,6 +18,9 @@ from orchestrator.core.registry import TAG_DAGSTER_RUN_ID, ModelRegistry, ModelV
 
 # Pinning requirements skips MLflow's environment inference, which costs 5-10 s per model.
 _PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "pandas==3.1.1", "numpy==2.4.6"]
+# MLflow saves scikit-learn models with skops, which refuses types it does not trust; the
+# pipeline's one-hot encoder stores a numpy dtype, which is plain data.
+_SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
 
 
 def _not_found(error: MlflowException) -> bool:
@@ -55,7 +58,12 @@ class MlflowModelRegistry(ModelRegistry):
         with mlflow.start_run(experiment_id=self._experiment_id(name), tags=dict(tags)) as run:
             mlflow.log_params(dict(params))
             mlflow.log_metrics(dict(metrics))
-            info = mlflow.sklearn.log_model(model, name="model", pip_requirements=_PIP_REQUIREMENTS)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                pip_requirements=_PIP_REQUIREMENTS,
+                skops_trusted_types=_SKOPS_TRUSTED_TYPES,
+            )
         self._ensure_registered_model(name)
         created = self.client.create_model_version(
             name, source=info.model_uri, run_id=run.info.run_id, tags=dict(tags)

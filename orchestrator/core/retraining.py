@@ -44,19 +44,28 @@ def retrain_run_key(model: str, onset: dt.date) -> str:
 
 def should_retrain(
     model: str,
-    breaches: Sequence[dt.date],
+    breached: Sequence[dt.date],
+    passed: Sequence[dt.date],
     previous_triggers: Sequence[dt.date],
     labelled_rows_since: LabelCounter,
     policy: RetrainPolicy,
 ) -> RetrainDecision:
-    """Decide on the newest breach given earlier retrain triggers (their `as_of` partitions).
+    """Decide on the current drift episode given earlier retrain triggers (their `as_of` days).
 
-    `labelled_rows_since(onset, as_of)` counts labelled rows in that partition range; a model
+    `breached` and `passed` are partitions whose latest drift evaluation found drift at error
+    level, or found none. The episode is the run of breached partitions after the newest passing
+    one: once a partition passes again (say, against a newly promoted champion), old breaches no
+    longer ask for anything. `labelled_rows_since(onset, as_of)` counts labelled rows; a model
     retrained before any labelled drifted data exists would only relearn the old world.
     """
-    if not breaches:
-        return RetrainDecision(RetrainAction.NO_BREACH, "no drift breach at error level")
-    latest = max(breaches)
+    last_pass = max(passed, default=None)
+    episode = sorted(b for b in breached if last_pass is None or b > last_pass)
+    if not episode:
+        since = (
+            f": latest evaluated partition {last_pass} is within thresholds" if last_pass else ""
+        )
+        return RetrainDecision(RetrainAction.NO_BREACH, f"no drift breach at error level{since}")
+    latest = episode[-1]
     last_trigger = max(previous_triggers, default=None)
     if last_trigger is not None:
         cooldown_end = last_trigger + dt.timedelta(days=policy.cooldown_days)
@@ -76,7 +85,7 @@ def should_retrain(
             f"budget is {policy.budget_per_30_days}",
             as_of=latest,
         )
-    onset = min(b for b in breaches if last_trigger is None or b > last_trigger)
+    onset = next(b for b in episode if last_trigger is None or b > last_trigger)
     labelled = labelled_rows_since(onset, latest)
     if labelled < policy.min_new_labelled_rows:
         return RetrainDecision(

@@ -1,0 +1,265 @@
+"""`driftgate`: run the demo, approve and promote versions, and see where each model stands.
+
+Heavy libraries (dagster, mlflow, great_expectations) are imported inside commands so that
+`driftgate --help` answers at once.
+"""
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.adapters.home import HomeLayout
+from orchestrator.core.errors import DriftgateError
+
+app = typer.Typer(
+    help="Dagster-native drift monitoring and guarded retraining.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+audit_app = typer.Typer(help="The append-only audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+console = Console()
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", help="State folder (default: $DRIFTGATE_HOME or ./.driftgate)."),
+]
+
+_KIND_STYLE = {
+    "checks": "white",
+    "sensor": "yellow",
+    "retrain": "bold cyan",
+    "registered": "cyan",
+    "awaiting": "magenta",
+    "approved": "green",
+    "promoted": "bold green",
+    "history": "blue",
+    "dedupe": "yellow",
+}
+
+
+def _fail(error: Exception) -> None:
+    console.print(f"[bold red]error:[/] {error}")
+    raise typer.Exit(code=1)
+
+
+def _open_home(home: Path | None) -> HomeLayout:
+    from orchestrator.demo.runner import use_home
+
+    layout = HomeLayout.resolve(str(home) if home else None)
+    use_home(layout)
+    return layout
+
+
+def _governance(model: str, layout: HomeLayout):
+    from orchestrator.adapters.audit_store import SqliteAuditLog
+    from orchestrator.adapters.mlflow_registry import MlflowModelRegistry
+    from orchestrator.governance import Governance
+    from orchestrator.specs import load_spec
+
+    registry = MlflowModelRegistry(layout.mlflow_tracking_uri, layout.mlflow_artifacts)
+    return Governance(load_spec(model), registry, SqliteAuditLog(layout.audit_db))
+
+
+@app.command()
+def demo(
+    days: Annotated[int, typer.Option(help="Days to simulate, reference window included.")] = 30,
+    drift_day: Annotated[int, typer.Option(help="First day (1-based) with drift.")] = 21,
+    seed: Annotated[int, typer.Option(help="Seed of the simulator.")] = 7,
+    rows_per_day: Annotated[int, typer.Option(help="Prediction requests per day.")] = 1500,
+    reset: Annotated[
+        bool, typer.Option(help="Start over if the home holds an earlier demo.")
+    ] = True,
+    home: HomeOption = None,
+) -> None:
+    """Simulate a churn model's traffic with scripted drift and run the guarded loop on it."""
+    from orchestrator.demo.runner import DemoOptions, run_demo
+
+    layout = HomeLayout.resolve(str(home) if home else None)
+    console.print(f"[bold]driftgate demo[/] - state in {layout.root}")
+
+    def show(date: str, kind: str, text: str) -> None:
+        console.print(
+            f"{date}  [{_KIND_STYLE.get(kind, 'white')}]{kind:<10}[/] {text}", highlight=False
+        )
+
+    try:
+        run_demo(layout, DemoOptions(days, drift_day, seed, rows_per_day), reset, on_entry=show)
+    except (DriftgateError, ValueError) as e:
+        _fail(e)
+    console.print(
+        "\n[bold]Where to look next[/]\n"
+        f"  make ui                      Dagster (http://127.0.0.1:3000) and MLflow "
+        f"(http://127.0.0.1:5000) over {layout.root}\n"
+        "  MLflow model page            http://127.0.0.1:5000/#/models/churn\n"
+        "  driftgate status churn       champion, candidates awaiting approval, latest checks\n"
+        "  driftgate audit log churn    every decision, in order"
+    )
+
+
+@app.command()
+def approve(
+    model: str,
+    version: str,
+    by: Annotated[str | None, typer.Option("--by", help="Approver (or $DRIFTGATE_USER).")] = None,
+    reason: Annotated[str, typer.Option(help="Why this version may serve.")] = "",
+    home: HomeOption = None,
+) -> None:
+    """Approve a candidate version; the promotion sensor then makes it champion."""
+    approver = by or os.environ.get("DRIFTGATE_USER")
+    if not approver:
+        _fail(DriftgateError("say who approves: --by NAME or DRIFTGATE_USER"))
+    try:
+        approved = _governance(model, _open_home(home)).approve(version, approver, reason)
+    except DriftgateError as e:
+        _fail(e)
+    console.print(f"{model} v{approved.version} approved by {approved.approved_by}")
+
+
+@app.command()
+def promote(
+    model: str,
+    version: str,
+    by: Annotated[str | None, typer.Option("--by", help="Who asks (or $DRIFTGATE_USER).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Run the promotion job now for an approved version, instead of waiting for the sensor."""
+    import dagster as dg
+
+    from orchestrator.definitions import defs as load_defs
+    from orchestrator.naming import ModelNames
+
+    layout = _open_home(home)
+    governance = _governance(model, layout)
+    actor = by or os.environ.get("DRIFTGATE_USER") or "cli"
+    names = ModelNames(model)
+    defs = load_defs()
+    op = defs.resolve_assets_def(names.champion_model).op.name
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def(names.promote_job).execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={
+                "ops": {op: {"config": {"version": version, "actor": actor}}},
+                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+            },
+        )
+    if not result.success:
+        _fail(
+            DriftgateError(
+                f"{model} v{version} was not promoted: {governance.decide(version).explain()}"
+            )
+        )
+    console.print(f"{model}: champion is now v{version} (run {result.run_id[:8]})")
+
+
+@app.command()
+def status(
+    model: Annotated[str | None, typer.Argument(help="One model; all when omitted.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Champion, candidates awaiting approval, and the latest check results."""
+    from orchestrator.specs import load_specs
+
+    layout = _open_home(home)
+    try:
+        names = [model] if model else sorted(load_specs())
+        for name in names:
+            _print_status(name, layout)
+    except DriftgateError as e:
+        _fail(e)
+
+
+def _print_status(model: str, layout: HomeLayout) -> None:
+    import dagster as dg
+
+    from orchestrator.core.registry import CHALLENGER, CHAMPION
+    from orchestrator.evidence import check_history
+    from orchestrator.naming import ModelNames
+
+    governance = _governance(model, layout)
+    registry = governance.registry
+    console.print(f"[bold]{model}[/]")
+    for alias in (CHAMPION, CHALLENGER):
+        version = registry.get_alias(model, alias)
+        if version is None:
+            console.print(f"  {alias:<10} none")
+            continue
+        console.print(
+            f"  {alias:<10} v{version.version}  approved_by={version.approved_by}  "
+            f"trained on {version.tags.get('training_partitions', '?')}  "
+            f"gates={version.gates}"
+        )
+    waiting = governance.awaiting_approval()
+    console.print("  awaiting approval: " + (", ".join(f"v{v.version}" for v in waiting) or "none"))
+    names = ModelNames(model)
+    table = Table("check", "partition", "result", "reason", box=None, padding=(0, 2))
+    with dg.DagsterInstance.get() as instance:
+        for key in (
+            names.freshness_check,
+            names.contract_check,
+            names.drift_check,
+            names.training_contract_check,
+            names.evaluation_check,
+        ):
+            history = check_history(instance, key)
+            if history:
+                latest = history[0]
+                table.add_row(
+                    key.name,
+                    latest.partition or "-",
+                    "passed" if latest.passed else latest.severity.value,
+                    latest.reason_text[:90],
+                )
+    console.print(table)
+
+
+@app.command()
+def ui(
+    dagster_port: Annotated[int, typer.Option(help="Dagster webserver port.")] = 3000,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow UI port.")] = 5000,
+    home: HomeOption = None,
+) -> None:
+    """Dagster (webserver and daemon, so sensors run live) and the MLflow UI; Ctrl-C stops both."""
+    from orchestrator.ui import serve
+
+    layout = HomeLayout.resolve(str(home) if home else None)
+    console.print(
+        f"Dagster  http://127.0.0.1:{dagster_port}\nMLflow   http://127.0.0.1:{mlflow_port}"
+        f"\nstate    {layout.root}\nCtrl-C stops both."
+    )
+    raise typer.Exit(code=serve(layout, dagster_port, mlflow_port))
+
+
+@audit_app.command("log")
+def audit_log(
+    model: Annotated[str | None, typer.Argument(help="One model; all when omitted.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Every audited decision in the order it was recorded."""
+    from orchestrator.adapters.audit_store import SqliteAuditLog
+
+    layout = HomeLayout.resolve(str(home) if home else None)
+    if not layout.audit_db.exists():
+        _fail(DriftgateError(f"no audit log at {layout.audit_db}"))
+    table = Table("id", "at (UTC)", "action", "actor", "model", "version", "run", box=None)
+    for event in SqliteAuditLog(layout.audit_db).events(model=model):
+        table.add_row(
+            str(event.id),
+            event.at.strftime("%Y-%m-%d %H:%M:%S"),
+            event.action.value,
+            event.actor,
+            event.model,
+            event.version or "",
+            (event.dagster_run_id or "")[:8],
+        )
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

@@ -1,0 +1,344 @@
+"""The demo scenario, run through the real Dagster machinery on the embedded default.
+
+Every partition is materialized on the Dagster instance under DRIFTGATE_HOME, checks are
+evaluated by Dagster, the real sensors are evaluated against that instance, and each RunRequest
+they return is executed (with the daemon's run_key dedupe applied here, as the daemon would).
+"""
+
+import datetime as dt
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from orchestrator.adapters.home import HomeLayout
+from orchestrator.core.errors import DriftgateError
+from orchestrator.core.registry import CHAMPION
+from orchestrator.core.spec import MonitoredModelSpec
+from orchestrator.demo.simulator import Landing, Scenario
+from orchestrator.evidence import EVALUATED_AT_TAG, CheckEvaluation, check_in_run
+from orchestrator.governance import Governance
+from orchestrator.naming import ModelNames
+from orchestrator.specs import load_spec
+
+DEMO_MARKER = ".driftgate-demo"
+DEMO_APPROVER = "demo-approver"
+DEMO_MODEL = "churn"
+# The timeline is the demo's output; Dagster's step-by-step log stays in the instance (and UI).
+# A failed blocking check is an expected outcome here, so even Dagster's ERROR lines stay quiet.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+@dataclass
+class Timeline:
+    """What happened, day by day, in the order it happened."""
+
+    entries: list[tuple[str, str, str]] = field(default_factory=list)  # (date, kind, text)
+    on_entry: Callable[[str, str, str], None] | None = None
+
+    def add(self, date: dt.date | str, kind: str, text: str) -> None:
+        entry = (str(date), kind, text)
+        self.entries.append(entry)
+        if self.on_entry:
+            self.on_entry(*entry)
+
+    def of_kind(self, kind: str) -> list[tuple[str, str, str]]:
+        return [e for e in self.entries if e[1] == kind]
+
+
+def prepare_home(home: HomeLayout, reset: bool) -> None:
+    """Start from an empty home; only ever delete a home the demo itself created."""
+    if home.root.exists() and any(home.root.iterdir()):
+        if not reset:
+            raise DriftgateError(f"{home.root} is not empty; pass --reset to start the demo over")
+        if not (home.root / DEMO_MARKER).exists():
+            raise DriftgateError(
+                f"{home.root} holds state the demo did not create; refusing to delete it. "
+                "Point DRIFTGATE_HOME at another folder."
+            )
+        shutil.rmtree(home.root)
+    home.dagster_home.mkdir(parents=True, exist_ok=True)
+    (home.root / DEMO_MARKER).write_text("created by driftgate demo\n")
+    template = Path(__file__).resolve().parents[2] / "dagster.yaml"
+    shutil.copy(template, home.dagster_home / "dagster.yaml")
+
+
+def use_home(home: HomeLayout) -> None:
+    """Point Dagster, MLflow and driftgate at `home`, telemetry off."""
+    os.environ["DRIFTGATE_HOME"] = str(home.root)
+    os.environ["DAGSTER_HOME"] = str(home.dagster_home)
+    os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+
+class DemoRun:
+    def __init__(
+        self,
+        scenario: Scenario,
+        defs: dg.Definitions,
+        instance: dg.DagsterInstance,
+        spec: MonitoredModelSpec,
+        governance: Governance,
+        timeline: Timeline,
+    ):
+        self.scenario = scenario
+        self.defs = defs
+        self.instance = instance
+        self.spec = spec
+        self.names = ModelNames(spec.name)
+        self.governance = governance
+        self.timeline = timeline
+        self.cursors: dict[str, str | None] = {}
+        self.pending_approval: tuple[str, dt.date] | None = None  # (version, due date)
+        self.landing = Landing(
+            HomeLayout.resolve().data, spec.source.features_path, spec.source.labels_path
+        )
+
+    # -- Dagster machinery -------------------------------------------------------------------
+
+    def run_job(
+        self, name: str, run_config: dict | None = None, **kwargs
+    ) -> dg.ExecuteInProcessResult:
+        return self.defs.resolve_job_def(name).execute_in_process(
+            instance=self.instance,
+            raise_on_error=False,
+            run_config={**(run_config or {}), **QUIET_LOGS},
+            **kwargs,
+        )
+
+    def tick(self, sensor_name: str) -> list[dg.ExecuteInProcessResult]:
+        """Evaluate one sensor tick against the instance and launch what it requests."""
+        sensor = self.defs.resolve_sensor_def(sensor_name)
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursors.get(sensor_name),
+            definitions=self.defs,
+            sensor_name=sensor_name,
+            resources=self.defs.resources,
+        )
+        data = sensor.evaluate_tick(context)
+        self.cursors[sensor_name] = data.cursor
+        results = []
+        for request in data.run_requests or []:
+            if self._already_launched(sensor_name, request.run_key):
+                self.timeline.add(
+                    self.today,
+                    "dedupe",
+                    f"{sensor_name}: run_key {request.run_key} already launched, skipped",
+                )
+                continue
+            tags = {
+                **request.tags,
+                "dagster/sensor_name": sensor_name,
+                "dagster/run_key": request.run_key,
+            }
+            results.append(self.run_job(sensor.job_name, run_config=request.run_config, tags=tags))
+        if data.skip_message:
+            self.timeline.add(self.today, "sensor", f"{sensor_name}: {data.skip_message}")
+        return results
+
+    def _already_launched(self, sensor_name: str, run_key: str | None) -> bool:
+        if run_key is None:
+            return False
+        runs = self.instance.get_runs(
+            filters=dg.RunsFilter(
+                tags={"dagster/sensor_name": sensor_name, "dagster/run_key": run_key}
+            )
+        )
+        return bool(runs)
+
+    def check(self, key: dg.AssetCheckKey, result: dg.ExecuteInProcessResult):
+        return check_in_run(self.instance, key, result.run_id)
+
+    # -- the scenario ------------------------------------------------------------------------
+
+    def evaluated_at(self, day: int) -> str:
+        """Each day's run happens at 02:00 UTC the next morning."""
+        return dt.datetime.combine(
+            self.scenario.date(day) + dt.timedelta(days=1), dt.time(2), dt.UTC
+        ).isoformat()
+
+    def bootstrap(self) -> None:
+        """Load the labelled reference window, train the first model, approve and promote it."""
+        s = self.scenario
+        for day in range(1, s.reference_days + 1):
+            self.today = s.date(day)
+            self.landing.land(s, day, features=True, labels=True)
+            result = dg.materialize(
+                self._reference_window_defs(),
+                instance=self.instance,
+                partition_key=s.date(day).isoformat(),
+                resources=self.defs.resources,
+                tags={EVALUATED_AT_TAG: self.evaluated_at(day)},
+                run_config=QUIET_LOGS,
+                raise_on_error=False,
+            )
+            contract = self.check(self.names.contract_check, result)
+            if contract is None or not contract.passed:
+                raise DriftgateError(f"reference day {self.today} failed its contract")
+        first, last = s.date(1), s.date(s.reference_days)
+        self.timeline.add(
+            last,
+            "history",
+            f"reference window {first}..{last} landed with labels "
+            f"({s.reference_days} partitions, contract checks passed)",
+        )
+        self.retrain(trigger="bootstrap", first=first, last=last)
+
+    def _reference_window_defs(self) -> list:
+        """feature_table with its freshness and contract checks: drift needs a reference first."""
+        from orchestrator.components import build_model_definitions
+
+        model_defs = build_model_definitions(self.spec)
+        wanted_checks = {self.names.freshness_check, self.names.contract_check}
+        assets = [a for a in model_defs.assets if self.names.feature_table in a.keys]
+        checks = [c for c in model_defs.asset_checks if set(c.check_keys) & wanted_checks]
+        return assets + checks
+
+    def retrain(self, trigger: str, first: dt.date, last: dt.date) -> None:
+        """A retraining outside the sensor: the bootstrap model."""
+        op = self.defs.resolve_assets_def(self.names.training_dataset).op.name
+        result = self.run_job(
+            self.names.retrain_job,
+            run_config={
+                "ops": {op: {"config": {"first": first.isoformat(), "last": last.isoformat()}}}
+            },
+            tags={"driftgate/trigger": trigger, "driftgate/triggered_by": "demo-bootstrap"},
+        )
+        self.after_retraining(result, review_after_days=0)
+
+    def after_retraining(
+        self, result: dg.ExecuteInProcessResult, review_after_days: int | None = None
+    ) -> None:
+        if review_after_days is None:
+            review_after_days = self.scenario.approval_delay_days
+        evaluation = self.check(self.names.evaluation_check, result)
+        version = evaluation.value("version") if evaluation else None
+        if version is None:
+            self.timeline.add(
+                self.today, "retrain", f"retraining registered no version (run {result.run_id[:8]})"
+            )
+            return
+        self.timeline.add(
+            self.today,
+            "registered",
+            f"v{version} registered in MLflow "
+            f"(run {result.run_id[:8]}); evaluation gate: {evaluation.reason_text}",
+        )
+        if not evaluation.passed:
+            return
+        due = self.today + dt.timedelta(days=review_after_days)
+        self.timeline.add(
+            self.today,
+            "awaiting",
+            f"v{version} awaits approval (the demo approver reviews on {due})",
+        )
+        self.pending_approval = (str(version), due)
+        self.review()
+
+    def review(self) -> None:
+        """The demo approver approves through the same code path as `driftgate approve`."""
+        if self.pending_approval is None or self.pending_approval[1] > self.today:
+            return
+        version, _ = self.pending_approval
+        self.pending_approval = None
+        approved = self.governance.approve(
+            version, DEMO_APPROVER, "demo: evaluation gate passed, metrics reviewed"
+        )
+        self.timeline.add(self.today, "approved", f"v{version} approved by {approved.approved_by}")
+        previous = self.governance.registry.get_alias(self.spec.name, CHAMPION)
+        for run in self.tick(self.names.promote_sensor):
+            champion = self.governance.registry.get_alias(self.spec.name, CHAMPION)
+            if run.success and champion is not None:
+                replaced = f"v{previous.version}" if previous else "none"
+                self.timeline.add(
+                    self.today, "promoted", f"champion -> v{champion.version} (replaced {replaced})"
+                )
+
+    def monitor(self, day: int) -> None:
+        s = self.scenario
+        self.today = s.date(day)
+        self.review()
+        self.landing.land(s, day, features=True, labels=False)
+        labelled_day = day - s.label_delay_days
+        if labelled_day > s.reference_days:
+            self.landing.land(s, labelled_day, features=False, labels=True)
+        result = self.run_job(
+            self.names.monitor_job,
+            partition_key=self.today.isoformat(),
+            tags={EVALUATED_AT_TAG: self.evaluated_at(day)},
+        )
+        self.timeline.add(
+            self.today,
+            "checks",
+            describe_checks(
+                self.check(self.names.freshness_check, result),
+                self.check(self.names.contract_check, result),
+                self.check(self.names.drift_check, result),
+            ),
+        )
+        for run in self.tick(self.names.retrain_sensor):
+            self.timeline.add(
+                self.today,
+                "retrain",
+                f"retraining run {run.run_id[:8]} launched by {self.names.retrain_sensor}",
+            )
+            self.after_retraining(run)
+        self.review()
+
+
+def describe_checks(*evaluations: CheckEvaluation | None) -> str:
+    parts = []
+    for evaluation in evaluations:
+        if evaluation is None:
+            continue
+        parts.append(evaluation.summary)
+    return "; ".join(parts) or "no check evaluated"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    days: int = 30
+    drift_day: int = 21
+    seed: int = 7
+    rows_per_day: int = 1500
+
+
+def scenario_for(spec: MonitoredModelSpec, options: DemoOptions) -> Scenario:
+    """The demo's days start with the model's configured reference window."""
+    first, last = spec.reference_dates
+    return Scenario(
+        start=first,
+        reference_days=(last - first).days + 1,
+        days=options.days,
+        drift_day=options.drift_day,
+        seed=options.seed,
+        rows_per_day=options.rows_per_day,
+    )
+
+
+def run_demo(
+    home: HomeLayout,
+    options: DemoOptions = DemoOptions(),
+    reset: bool = True,
+    on_entry: Callable[[str, str, str], None] | None = None,
+) -> Timeline:
+    spec = load_spec(DEMO_MODEL)
+    scenario = scenario_for(spec, options)  # invalid options fail before anything is deleted
+    prepare_home(home, reset)
+    use_home(home)
+    from orchestrator.definitions import defs as load_defs
+
+    defs = load_defs()
+    timeline = Timeline(on_entry=on_entry)
+    with dg.DagsterInstance.get() as instance:
+        registry = defs.resources["model_registry"].registry()
+        governance = Governance(spec, registry, defs.resources["audit"].log())
+        demo = DemoRun(scenario, defs, instance, spec, governance, timeline)
+        demo.bootstrap()
+        for day in range(scenario.reference_days + 1, scenario.days + 1):
+            demo.monitor(day)
+    return timeline
