@@ -1,0 +1,154 @@
+"""Drift statistics against known values, and the detector's judgement."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestrator.core.drift import (
+    DriftDetector,
+    DriftSpec,
+    DriftVerdict,
+    get_method,
+    population_stability_index,
+)
+from orchestrator.core.errors import DataError, NotFittedError, UnknownMethodError
+from orchestrator.core.spec import DriftPolicy, FeatureKind
+
+NUM, CAT = FeatureKind.NUMERICAL, FeatureKind.CATEGORICAL
+
+
+def detector(columns: dict, **policy) -> DriftDetector:
+    return DriftDetector(DriftSpec(columns=columns, policy=DriftPolicy(min_rows=1, **policy)))
+
+
+def statistic(report, column: str, method: str) -> float:
+    column_result = next(c for c in report.columns if c.column == column)
+    return next(m.statistic for m in column_result.methods if m.method == method)
+
+
+def test_psi_by_hand():
+    # (0.5-0.25)ln(2) + 0 + (0.25-0.5)ln(0.5) = 0.5 ln 2
+    psi = population_stability_index(np.array([0.25, 0.25, 0.5]), np.array([0.5, 0.25, 0.25]))
+    assert psi == pytest.approx(0.5 * np.log(2))
+
+
+def test_psi_on_quantile_bins_of_the_reference():
+    # Reference 1..8 cut into 2 bins at its median (4.5); current puts 3 of 4 values above it.
+    reference = pd.DataFrame({"x": np.arange(1.0, 9.0)})
+    current = pd.DataFrame({"x": [1.0, 5.0, 6.0, 7.0]})
+    report = detector({"x": NUM}, bins=2).fit(reference).compare(current)
+    expected = population_stability_index(np.array([0.5, 0.5, 0.0]), np.array([0.25, 0.75, 0.0]))
+    assert statistic(report, "x", "psi") == pytest.approx(expected)
+    assert expected == pytest.approx(0.25 * np.log(3))
+
+
+def test_ks_matches_hand_computed_maximum_cdf_gap():
+    reference = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
+    current = pd.DataFrame({"x": [3.0, 4.0, 5.0, 6.0]})
+    report = detector({"x": NUM}).fit(reference).compare(current)
+    assert statistic(report, "x", "ks") == pytest.approx(0.5)
+
+
+def test_wasserstein_is_scipy_example_divided_by_reference_std():
+    # scipy.stats.wasserstein_distance([0, 1, 3], [5, 6, 8]) == 5.0 (scipy's documented example)
+    reference = pd.DataFrame({"x": [0.0, 1.0, 3.0]})
+    current = pd.DataFrame({"x": [5.0, 6.0, 8.0]})
+    report = detector({"x": NUM}).fit(reference).compare(current)
+    assert statistic(report, "x", "wasserstein") == pytest.approx(5.0 / np.std([0.0, 1.0, 3.0]))
+
+
+def test_jensen_shannon_matches_scipy_documented_value_on_categories():
+    # scipy.spatial.distance.jensenshannon([1, 0], [0.5, 0.5]) == 0.46450140402245893 (base e);
+    # in base 2 that is 0.4645... / sqrt(ln 2).
+    reference = pd.DataFrame({"c": ["a"] * 10})
+    current = pd.DataFrame({"c": ["a"] * 5 + ["b"] * 5})
+    report = detector({"c": CAT}).fit(reference).compare(current)
+    expected = 0.46450140402245893 / np.sqrt(np.log(2))
+    assert statistic(report, "c", "jensen_shannon") == pytest.approx(expected)
+
+
+def test_disjoint_categories_have_jensen_shannon_distance_one():
+    # scipy's example: jensenshannon([1, 0, 0], [0, 1, 0], 2.0) == 1.0
+    report = detector({"c": CAT}).fit(pd.DataFrame({"c": ["a"] * 4})).compare(
+        pd.DataFrame({"c": ["b"] * 4})
+    )
+    assert statistic(report, "c", "jensen_shannon") == pytest.approx(1.0)
+    assert statistic(report, "c", "unseen_share") == pytest.approx(1.0)
+
+
+def test_chi_square_is_cramers_v_of_the_contingency_table():
+    # Table [[50, 50], [30, 70]]: expected 40/60 per row, chi2 = 2*(100/40) + 2*(100/60) = 8.333
+    reference = pd.DataFrame({"c": ["a"] * 50 + ["b"] * 50})
+    current = pd.DataFrame({"c": ["a"] * 30 + ["b"] * 70})
+    report = detector({"c": CAT}).fit(reference).compare(current)
+    assert statistic(report, "c", "chi_square") == pytest.approx(np.sqrt((25 / 3) / 200))
+
+
+def test_null_rate_change_is_absolute_difference():
+    reference = pd.DataFrame({"x": [1.0, 2.0, np.nan, 4.0]})
+    current = pd.DataFrame({"x": [np.nan, np.nan, 3.0, 4.0]})
+    report = detector({"x": NUM}).fit(reference).compare(current)
+    assert statistic(report, "x", "null_rate") == pytest.approx(0.25)
+
+
+def test_same_distribution_passes_and_shifted_distribution_drifts():
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"x": rng.normal(size=20_000), "c": rng.choice(list("abc"), 20_000)})
+    same = pd.DataFrame({"x": rng.normal(size=5_000), "c": rng.choice(list("abc"), 5_000)})
+    shifted = same.assign(x=same["x"] + 1.0)
+    fitted = DriftDetector(DriftSpec(columns={"x": NUM, "c": CAT})).fit(reference)
+    assert fitted.compare(same).verdict is DriftVerdict.OK
+    drifted = fitted.compare(shifted)
+    assert drifted.drifted_columns == ["x"]
+    assert drifted.ranked()[0].column == "x"
+
+
+def test_every_result_carries_method_statistic_and_threshold_applied():
+    policy = {"thresholds": {"psi": {"warn": 0.05, "error": 0.5}}}
+    reference = pd.DataFrame({"x": np.arange(1000.0)})
+    report = detector({"x": NUM}, **policy).fit(reference).compare(reference)
+    psi = next(m for m in report.columns[0].methods if m.method == "psi")
+    assert (psi.threshold.warn, psi.threshold.error) == (0.05, 0.5)
+    assert psi.verdict is DriftVerdict.OK and "warn level 0.05" in psi.reason
+    frame = report.to_frame()
+    assert set(frame.columns) >= {"column", "method", "statistic", "warn", "error", "verdict"}
+
+
+def test_below_minimum_rows_is_insufficient_data_never_ok():
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame({"x": rng.normal(size=1000)})
+    small = DriftDetector(DriftSpec(columns={"x": NUM}, policy=DriftPolicy(min_rows=200)))
+    report = small.fit(reference).compare(reference.head(50))
+    assert report.columns[0].verdict is DriftVerdict.INSUFFICIENT_DATA
+    assert "at least 200" in report.columns[0].worst.reason
+
+
+def test_missing_and_mistyped_columns_are_invalid():
+    fitted = detector({"x": NUM, "c": CAT}).fit(pd.DataFrame({"x": [1.0, 2.0], "c": ["a", "b"]}))
+    report = fitted.compare(pd.DataFrame({"x": ["one", "two"]}))
+    verdicts = {c.column: c.verdict for c in report.columns}
+    assert verdicts == {"x": DriftVerdict.INVALID, "c": DriftVerdict.INVALID}
+    reasons = {c.column: c.worst.reason for c in report.columns}
+    assert "missing" in reasons["c"] and "numerical" in reasons["x"]
+
+
+def test_use_before_fit_raises():
+    with pytest.raises(NotFittedError):
+        detector({"x": NUM}).compare(pd.DataFrame({"x": [1.0]}))
+
+
+def test_reference_without_a_watched_column_raises_naming_it():
+    with pytest.raises(DataError, match="x2"):
+        detector({"x": NUM, "x2": NUM}).fit(pd.DataFrame({"x": [1.0]}))
+
+
+def test_unknown_method_lists_valid_names():
+    with pytest.raises(UnknownMethodError, match="valid methods: .*psi"):
+        get_method("psy", NUM)
+    with pytest.raises(UnknownMethodError, match="does not apply to categorical"):
+        get_method("ks", CAT)
+
+
+def test_policy_with_unknown_method_fails_validation_naming_it():
+    with pytest.raises(ValueError, match="unknown drift method 'psy'"):
+        DriftPolicy(numerical_methods=["psy"])

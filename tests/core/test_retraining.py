@@ -1,0 +1,66 @@
+"""The retrain guards: episode, cooldown, budget, labels, and a stable run_key."""
+
+import datetime as dt
+
+from orchestrator.core.retraining import RetrainAction, should_retrain
+from orchestrator.core.spec import RetrainPolicy
+
+D = dt.date(2026, 1, 1)
+POLICY = RetrainPolicy(cooldown_days=7, budget_per_30_days=2, min_new_labelled_rows=1000)
+
+
+def day(n: int) -> dt.date:
+    return D + dt.timedelta(days=n)
+
+
+def plenty(first, last) -> int:
+    return 5000
+
+
+def decide(breached, passed=(), triggers=(), labels=plenty, policy=POLICY):
+    return should_retrain("churn", breached, passed, triggers, labels, policy)
+
+
+def test_no_breach():
+    assert decide([], passed=[day(1)]).action is RetrainAction.NO_BREACH
+
+
+def test_breach_retrains_with_run_key_stable_across_ticks():
+    first = decide([day(5), day(6)], passed=[day(4)])
+    again = decide([day(5), day(6), day(7)], passed=[day(4)])
+    assert first.action is RetrainAction.RETRAIN
+    assert first.run_key == again.run_key == "retrain-churn-2026-01-06"
+    assert (first.onset, first.as_of) == (day(5), day(6))
+
+
+def test_cooldown_suppresses_and_says_until_when():
+    decision = decide([day(5), day(6)], triggers=[day(3)])
+    assert decision.action is RetrainAction.COOLDOWN
+    assert "until 2026-01-11" in decision.reason
+
+
+def test_after_cooldown_a_new_episode_retrains_from_its_own_onset():
+    decision = decide([day(12), day(13)], passed=[day(11)], triggers=[day(3)])
+    assert decision.action is RetrainAction.RETRAIN and decision.onset == day(12)
+
+
+def test_a_passing_partition_ends_the_episode():
+    assert decide([day(5), day(6)], passed=[day(7)]).action is RetrainAction.NO_BREACH
+
+
+def test_budget():
+    decision = decide([day(29)], triggers=[day(5), day(15)])
+    assert decision.action is RetrainAction.BUDGET
+
+
+def test_waits_for_labelled_data_since_onset():
+    seen = {}
+
+    def counter(first, last):
+        seen["range"] = (first, last)
+        return 200
+
+    decision = decide([day(5), day(6)], passed=[day(4)], labels=counter)
+    assert decision.action is RetrainAction.WAIT_FOR_LABELS
+    assert seen["range"] == (day(5), day(6))
+    assert "200 labelled rows" in decision.reason

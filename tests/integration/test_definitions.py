@@ -1,0 +1,74 @@
+"""The shipped code location loads: Dagster validates it, and a YAML typo fails naming the field."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_dagster_definitions_validate_passes(tmp_path):
+    dagster = Path(sys.executable).parent / "dagster"
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={"DAGSTER_HOME": str(tmp_path), "DAGSTER_DISABLE_TELEMETRY": "1",
+             "PATH": str(dagster.parent)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_demo_model_objects_are_defined():
+    from orchestrator.definitions import defs
+
+    loaded = defs()
+    assert loaded.resolve_sensor_def("retrain_churn_on_drift").job_name == "retrain_churn"
+    assert loaded.resolve_sensor_def("promote_churn_on_approval").job_name == "promote_churn"
+    checks = {key.name for key in loaded.resolve_asset_graph().asset_check_keys}
+    assert checks == {
+        "feature_table_is_fresh", "feature_table_matches_contract",
+        "feature_table_within_drift_threshold", "training_dataset_matches_contract",
+        "candidate_model_not_worse_than_champion",
+    }
+    assert loaded.resolve_job_def("monitor_churn_features").partitions_def is not None
+
+
+YAML = """
+type: orchestrator.components.MonitoredModel
+attributes:
+  name: typo
+  source: {features_path: "f/{partition}.parquet", labels_path: "l/{partition}.parquet"}
+  partitions_start: "2026-01-01"
+  features:
+    - {name: a, kind: numerical}
+    - {name: b, kind: categoricl}
+  reference_window: ["2026-01-01", "2026-01-02"]
+  approval: {approvers: [alice]}
+"""
+
+
+def test_yaml_typo_fails_at_load_naming_field_and_line(tmp_path, monkeypatch):
+    project = tmp_path / "typo_project"
+    (project / "defs" / "typo").mkdir(parents=True)
+    (project / "__init__.py").write_text("")
+    (project / "defs" / "__init__.py").write_text("")
+    (project / "defs" / "typo" / "defs.yaml").write_text(YAML)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.dg.project]\nroot_module = "typo_project"\ndefs_module = "typo_project.defs"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(Exception) as error:
+        dg.load_from_defs_folder(path_within_project=project)
+    message = "".join(str(e) for e in _chain(error.value))
+    assert "features" in message and "kind" in message and "categoricl" in message
+    assert "defs.yaml:7" in message  # the `features:` line
+
+
+def _chain(error: BaseException):
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
