@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(help="The append-only audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
-console = Console()
+console = Console(soft_wrap=True)
 
 HomeOption = Annotated[
     Path | None,
@@ -78,8 +78,11 @@ def demo(
     home: HomeOption = None,
 ) -> None:
     """Simulate a churn model's traffic with scripted drift and run the guarded loop on it."""
+    import logging
+
     from orchestrator.demo.runner import DemoOptions, run_demo
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     layout = HomeLayout.resolve(str(home) if home else None)
     console.print(f"[bold]driftgate demo[/] - state in {layout.root}")
 

@@ -40,19 +40,18 @@ class CheckEvaluation:
     def reason_text(self) -> str:
         return str(self.value("reason") or "")
 
-    @property
-    def summary(self) -> str:
-        """`<check> passed|WARN|FAILED`, with the worst column and its score where there is one."""
-        outcome = "passed" if self.passed else ("WARN" if not self.blocks else "FAILED")
+    def summary(self, label: str) -> str:
+        """`label ok|WARN|FAILED`, with the worst column and its score where there is one."""
+        outcome = "ok" if self.passed else ("WARN" if not self.blocks else "FAILED")
         worst = self.value("worst_column")
         if worst is not None and not self.passed:
+            statistic = float(self.value("worst_statistic") or 0)
             return (
-                f"{self.check_name} {outcome} (worst {worst}: {self.value('worst_method')} "
-                f"{float(self.value('worst_statistic') or 0):.3f})"
+                f"{label} {outcome} (worst {worst}: {self.value('worst_method')} {statistic:.3f})"
             )
         if not self.passed:
-            return f"{self.check_name} {outcome} ({self.reason_text})"
-        return f"{self.check_name} {outcome}"
+            return f"{label} {outcome} ({self.reason_text})"
+        return f"{label} {outcome}"
 
 
 def check_history(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> list[CheckEvaluation]:

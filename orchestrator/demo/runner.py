@@ -275,9 +275,9 @@ class DemoRun:
             self.today,
             "checks",
             describe_checks(
-                self.check(self.names.freshness_check, result),
-                self.check(self.names.contract_check, result),
-                self.check(self.names.drift_check, result),
+                fresh=self.check(self.names.freshness_check, result),
+                contract=self.check(self.names.contract_check, result),
+                drift=self.check(self.names.drift_check, result),
             ),
         )
         for run in self.tick(self.names.retrain_sensor):
@@ -290,13 +290,12 @@ class DemoRun:
         self.review()
 
 
-def describe_checks(*evaluations: CheckEvaluation | None) -> str:
-    parts = []
-    for evaluation in evaluations:
-        if evaluation is None:
-            continue
-        parts.append(evaluation.summary)
-    return "; ".join(parts) or "no check evaluated"
+def describe_checks(**evaluations: CheckEvaluation | None) -> str:
+    """`fresh ok, contract ok, drift FAILED (worst ...)`; a check that did not run says so."""
+    return ", ".join(
+        evaluation.summary(label) if evaluation else f"{label} not evaluated"
+        for label, evaluation in evaluations.items()
+    )
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,10 @@ def test_jensen_shannon_matches_scipy_documented_value_on_categories():
 
 def test_disjoint_categories_have_jensen_shannon_distance_one():
     # scipy's example: jensenshannon([1, 0, 0], [0, 1, 0], 2.0) == 1.0
-    report = detector({"c": CAT}).fit(pd.DataFrame({"c": ["a"] * 4})).compare(
-        pd.DataFrame({"c": ["b"] * 4})
+    report = (
+        detector({"c": CAT})
+        .fit(pd.DataFrame({"c": ["a"] * 4}))
+        .compare(pd.DataFrame({"c": ["b"] * 4}))
     )
     assert statistic(report, "c", "jensen_shannon") == pytest.approx(1.0)
     assert statistic(report, "c", "unseen_share") == pytest.approx(1.0)

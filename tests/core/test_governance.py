@@ -17,8 +17,9 @@ def governance(spec) -> Governance:
 
 def register(governance: Governance, **tags) -> str:
     lineage = {"dagster_run_id": "r1", "triggered_by": "sensor:retrain_toy_on_drift", **tags}
-    return governance.registry.log_model("toy", object(), metrics={}, params={},
-                                         tags=lineage).version
+    return governance.registry.log_model(
+        "toy", object(), metrics={}, params={}, tags=lineage
+    ).version
 
 
 def test_approve_then_promote_moves_champion_and_records_replaced(governance):

@@ -11,13 +11,18 @@ from orchestrator.core.training import data_hash, evaluate_model, split_holdout,
 def labelled(spec, n=600, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x1 = rng.normal(size=n)
-    return pd.DataFrame({
-        "request_id": [f"r{i}" for i in range(n)],
-        "timestamp": pd.date_range("2026-01-01", periods=n, freq="min", tz="UTC"),
-        "x1": x1, "x2": rng.normal(size=n), "x3": rng.normal(size=n),
-        "color": rng.choice(["red", "green", "blue"], n), "shop": rng.choice(["a", "b"], n),
-        "label": (x1 + rng.normal(scale=0.5, size=n) > 0).astype(int),
-    })
+    return pd.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(n)],
+            "timestamp": pd.date_range("2026-01-01", periods=n, freq="min", tz="UTC"),
+            "x1": x1,
+            "x2": rng.normal(size=n),
+            "x3": rng.normal(size=n),
+            "color": rng.choice(["red", "green", "blue"], n),
+            "shop": rng.choice(["a", "b"], n),
+            "label": (x1 + rng.normal(scale=0.5, size=n) > 0).astype(int),
+        }
+    )
 
 
 def test_holdout_is_the_most_recent_rows(spec):

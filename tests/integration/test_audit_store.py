@@ -17,7 +17,10 @@ def test_events_come_back_in_order_with_a_hash_chain(tmp_path):
     log.append(AuditEvent(AuditAction.PROMOTED, "sensor:z", "other", version="2"))
     events = SqliteAuditLog(tmp_path / "audit.db").events()
     assert [e.action for e in events] == [
-        AuditAction.DRIFT_BREACH, AuditAction.RETRAIN_REQUESTED, AuditAction.PROMOTED]
+        AuditAction.DRIFT_BREACH,
+        AuditAction.RETRAIN_REQUESTED,
+        AuditAction.PROMOTED,
+    ]
     assert events[0].prev_hash is None
     assert [e.prev_hash for e in events[1:]] == [e.hash for e in events[:-1]]
     for event in events:  # each stored hash is the hash of the stored content
@@ -26,13 +29,15 @@ def test_events_come_back_in_order_with_a_hash_chain(tmp_path):
     assert events[0].evidence == {"p": "d1"} and events[0].at.tzinfo is not None
 
 
-@pytest.mark.parametrize("statement", ["UPDATE audit_events SET actor = 'x'",
-                                       "DELETE FROM audit_events"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_events SET actor = 'x'", "DELETE FROM audit_events"]
+)
 def test_rows_cannot_be_changed_or_removed(tmp_path, statement):
     log = SqliteAuditLog(tmp_path / "audit.db")
     log.append(AuditEvent(AuditAction.APPROVAL_GRANTED, "alice", "toy", version="1"))
-    with sqlite3.connect(tmp_path / "audit.db") as conn, pytest.raises(
-        sqlite3.IntegrityError, match="append-only"
+    with (
+        sqlite3.connect(tmp_path / "audit.db") as conn,
+        pytest.raises(sqlite3.IntegrityError, match="append-only"),
     ):
         conn.execute(statement)
     assert len(log.events()) == 1

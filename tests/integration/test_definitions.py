@@ -15,9 +15,15 @@ def test_dagster_definitions_validate_passes(tmp_path):
     dagster = Path(sys.executable).parent / "dagster"
     result = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={"DAGSTER_HOME": str(tmp_path), "DAGSTER_DISABLE_TELEMETRY": "1",
-             "PATH": str(dagster.parent)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            "DAGSTER_HOME": str(tmp_path),
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            "PATH": str(dagster.parent),
+        },
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "All code locations passed validation" in result.stdout + result.stderr
@@ -31,8 +37,10 @@ def test_demo_model_objects_are_defined():
     assert loaded.resolve_sensor_def("promote_churn_on_approval").job_name == "promote_churn"
     checks = {key.name for key in loaded.resolve_asset_graph().asset_check_keys}
     assert checks == {
-        "feature_table_is_fresh", "feature_table_matches_contract",
-        "feature_table_within_drift_threshold", "training_dataset_matches_contract",
+        "feature_table_is_fresh",
+        "feature_table_matches_contract",
+        "feature_table_within_drift_threshold",
+        "training_dataset_matches_contract",
         "candidate_model_not_worse_than_champion",
     }
     assert loaded.resolve_job_def("monitor_churn_features").partitions_def is not None
@@ -59,7 +67,8 @@ def test_yaml_typo_fails_at_load_naming_field_and_line(tmp_path, monkeypatch):
     (project / "defs" / "__init__.py").write_text("")
     (project / "defs" / "typo" / "defs.yaml").write_text(YAML)
     (tmp_path / "pyproject.toml").write_text(
-        '[tool.dg.project]\nroot_module = "typo_project"\ndefs_module = "typo_project.defs"\n')
+        '[tool.dg.project]\nroot_module = "typo_project"\ndefs_module = "typo_project.defs"\n'
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(Exception) as error:
         dg.load_from_defs_folder(path_within_project=project)

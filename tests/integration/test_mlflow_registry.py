@@ -1,4 +1,4 @@
-"""Register, tag, approve and promote against a real MLflow registry; refusals leave it as it was."""
+"""Register, tag, approve, promote on a real MLflow registry; refusals leave it unchanged."""
 
 import numpy as np
 import pytest
@@ -19,11 +19,22 @@ def fitted_model():
 
 
 def register(registry, **tags):
-    lineage = {"dagster_run_id": "run-abc", "training_partitions": "2026-01-01,2026-01-02",
-               "training_data_hash": "f00d", "code_version": "test", "trigger": "drift",
-               "triggered_by": "sensor:retrain_toy_on_drift", **tags}
-    return registry.log_model("toy", fitted_model(), metrics={"holdout_roc_auc": 0.8},
-                              params={"rows_train": "60"}, tags=lineage)
+    lineage = {
+        "dagster_run_id": "run-abc",
+        "training_partitions": "2026-01-01,2026-01-02",
+        "training_data_hash": "f00d",
+        "code_version": "test",
+        "trigger": "drift",
+        "triggered_by": "sensor:retrain_toy_on_drift",
+        **tags,
+    }
+    return registry.log_model(
+        "toy",
+        fitted_model(),
+        metrics={"holdout_roc_auc": 0.8},
+        params={"rows_train": "60"},
+        tags=lineage,
+    )
 
 
 def test_register_records_lineage_tags_metrics_and_loads_back(mlflow_registry):

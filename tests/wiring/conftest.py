@@ -28,16 +28,18 @@ def day(n: int) -> str:
 def toy_day(n: int, rows: int = 1000, shift: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(n)
     x1 = rng.normal(loc=shift, size=rows)
-    features = pd.DataFrame({
-        "request_id": [f"{day(n)}-{i}" for i in range(rows)],
-        "timestamp": pd.Timestamp(day(n), tz="UTC") + pd.to_timedelta(
-            np.sort(rng.integers(0, 86_400, rows)), unit="s"),
-        "x1": x1,
-        "x2": rng.normal(size=rows),
-        "x3": rng.normal(size=rows),
-        "color": rng.choice(["red", "green", "blue"], rows),
-        "shop": rng.choice(["a", "b"], rows),
-    })
+    features = pd.DataFrame(
+        {
+            "request_id": [f"{day(n)}-{i}" for i in range(rows)],
+            "timestamp": pd.Timestamp(day(n), tz="UTC")
+            + pd.to_timedelta(np.sort(rng.integers(0, 86_400, rows)), unit="s"),
+            "x1": x1,
+            "x2": rng.normal(size=rows),
+            "x3": rng.normal(size=rows),
+            "color": rng.choice(["red", "green", "blue"], rows),
+            "shop": rng.choice(["a", "b"], rows),
+        }
+    )
     label = (x1 - shift + rng.normal(scale=0.7, size=rows) > 0).astype(int)
     return features, pd.DataFrame({"request_id": features["request_id"], "label": label})
 
@@ -71,9 +73,13 @@ class ToyModel:
     def materialize_day(self, n: int, shift: float = 0.0) -> dg.ExecuteInProcessResult:
         self.land(n, shift)
         return self.defs.resolve_job_def(self.names.monitor_job).execute_in_process(
-            instance=self.instance, partition_key=day(n), raise_on_error=False,
-            tags={"driftgate/evaluated_at": f"{(START + dt.timedelta(days=n)).isoformat()}"
-                  "T02:00:00+00:00"},
+            instance=self.instance,
+            partition_key=day(n),
+            raise_on_error=False,
+            tags={
+                "driftgate/evaluated_at": f"{(START + dt.timedelta(days=n)).isoformat()}"
+                "T02:00:00+00:00"
+            },
         )
 
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from orchestrator.adapters.partition_store import write_parquet_atomically
 from orchestrator.core.audit import AuditAction
 from orchestrator.evidence import check_in_run
 from orchestrator.resources import AuditResource
@@ -17,8 +18,7 @@ def test_drifted_partition_fails_blocking_drift_check_and_skips_downstream(toy):
     assert {row.data["column"] for row in table.records} == {"x1", "x2", "x3", "color", "shop"}
     assert toy.instance.get_latest_materialization_event(toy.names.feature_table) is not None
     assert toy.instance.get_latest_materialization_event(toy.names.feature_profile) is None
-    breaches = AuditResource(home=str(toy.home)).log().events(
-        "toy", [AuditAction.DRIFT_BREACH])
+    breaches = AuditResource(home=str(toy.home)).log().events("toy", [AuditAction.DRIFT_BREACH])
     assert [e.evidence["partition"] for e in breaches] == [day(6)]
     assert breaches[0].dagster_run_id == result.run_id
 
@@ -33,13 +33,12 @@ def test_clean_partition_passes_every_gate_and_builds_the_profile(toy):
 
 
 def test_contract_violation_blocks_with_the_failing_expectation_named(toy):
-    features, labels = toy.store.read_source("features", day(1)), None
+    features = toy.store.read_source("features", day(1))
     features.loc[:9, "color"] = "purple"
-    from orchestrator.adapters.partition_store import write_parquet_atomically
-
     write_parquet_atomically(features, toy.store.source_path("features", day(6)))
     result = toy.defs.resolve_job_def(toy.names.monitor_job).execute_in_process(
-        instance=toy.instance, partition_key=day(6), raise_on_error=False)
+        instance=toy.instance, partition_key=day(6), raise_on_error=False
+    )
     contract = check_in_run(toy.instance, toy.names.contract_check, result.run_id)
     assert contract is not None and contract.blocks
     failures = contract.metadata["failed_expectations"].value
@@ -50,8 +49,11 @@ def test_contract_violation_blocks_with_the_failing_expectation_named(toy):
 def test_stale_feature_table_fails_freshness(toy):
     toy.land(6)
     result = toy.defs.resolve_job_def(toy.names.monitor_job).execute_in_process(
-        instance=toy.instance, partition_key=day(6), raise_on_error=False,
-        tags={"driftgate/evaluated_at": "2026-01-20T00:00:00+00:00"})
+        instance=toy.instance,
+        partition_key=day(6),
+        raise_on_error=False,
+        tags={"driftgate/evaluated_at": "2026-01-20T00:00:00+00:00"},
+    )
     freshness = check_in_run(toy.instance, toy.names.freshness_check, result.run_id)
     assert freshness is not None and freshness.blocks
     assert "the policy allows 30.0 h" in freshness.reason_text
@@ -59,7 +61,8 @@ def test_stale_feature_table_fails_freshness(toy):
 
 def test_missing_source_partition_fails_the_run_without_materializing(toy):
     result = toy.defs.resolve_job_def(toy.names.monitor_job).execute_in_process(
-        instance=toy.instance, partition_key=day(9), raise_on_error=False)
+        instance=toy.instance, partition_key=day(9), raise_on_error=False
+    )
     assert not result.success
     assert dg.AssetKey(["toy", "feature_table"]) == toy.names.feature_table
     assert toy.instance.get_materialized_partitions(toy.names.feature_table) == set()

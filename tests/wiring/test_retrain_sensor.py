@@ -11,8 +11,11 @@ from tests.wiring.conftest import day
 def tick(toy, cursor=None):
     sensor = toy.defs.resolve_sensor_def(toy.names.retrain_sensor)
     context = dg.build_sensor_context(
-        instance=toy.instance, cursor=cursor, definitions=toy.defs,
-        sensor_name=toy.names.retrain_sensor, resources=toy.defs.resources,
+        instance=toy.instance,
+        cursor=cursor,
+        definitions=toy.defs,
+        sensor_name=toy.names.retrain_sensor,
+        resources=toy.defs.resources,
     )
     return sensor.evaluate_tick(context)
 
@@ -31,8 +34,10 @@ def test_drift_requests_one_retraining_then_cooldown_suppresses(toy):
     assert request.tags["driftgate/as_of"] == day(8)
 
     run = toy.defs.resolve_job_def(toy.names.retrain_job).execute_in_process(
-        instance=toy.instance, run_config=request.run_config,
-        tags={**request.tags, "dagster/run_key": request.run_key}, raise_on_error=False,
+        instance=toy.instance,
+        run_config=request.run_config,
+        tags={**request.tags, "dagster/run_key": request.run_key},
+        raise_on_error=False,
     )
     assert run.success
     version = toy.registry.fake.get_version("toy", "1")
@@ -61,7 +66,8 @@ def test_drift_requests_one_retraining_then_cooldown_suppresses(toy):
 def test_sensor_waits_for_labelled_data_since_drift_onset(toy):
     toy.land(6, shift=1.5, labels=False)
     toy.defs.resolve_job_def(toy.names.monitor_job).execute_in_process(
-        instance=toy.instance, partition_key=day(6), raise_on_error=False)
+        instance=toy.instance, partition_key=day(6), raise_on_error=False
+    )
     result = tick(toy)
     assert not result.run_requests
     assert "0 labelled rows" in result.skip_message and "300 needed" in result.skip_message
