@@ -4,6 +4,7 @@ Heavy libraries (dagster, mlflow, great_expectations) are imported inside comman
 `driftgate --help` answers at once.
 """
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -23,7 +24,13 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(help="The append-only audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
-console = Console(soft_wrap=True)
+
+
+@functools.cache
+def _console() -> Console:
+    """Wide enough for the tables when piped to a file or CI log, where rich assumes 80."""
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
 
 HomeOption = Annotated[
     Path | None,
@@ -44,7 +51,7 @@ _KIND_STYLE = {
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[bold red]error:[/] {error}")
+    _console().print(f"[bold red]error:[/] {error}")
     raise typer.Exit(code=1)
 
 
@@ -84,10 +91,10 @@ def demo(
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     layout = HomeLayout.resolve(str(home) if home else None)
-    console.print(f"[bold]driftgate demo[/] - state in {layout.root}")
+    _console().print(f"[bold]driftgate demo[/] - state in {layout.root}")
 
     def show(date: str, kind: str, text: str) -> None:
-        console.print(
+        _console().print(
             f"{date}  [{_KIND_STYLE.get(kind, 'white')}]{kind:<10}[/] {text}", highlight=False
         )
 
@@ -95,7 +102,7 @@ def demo(
         run_demo(layout, DemoOptions(days, drift_day, seed, rows_per_day), reset, on_entry=show)
     except (DriftgateError, ValueError) as e:
         _fail(e)
-    console.print(
+    _console().print(
         "\n[bold]Where to look next[/]\n"
         f"  make ui                      Dagster (http://127.0.0.1:3000) and MLflow "
         f"(http://127.0.0.1:5000) over {layout.root}\n"
@@ -121,7 +128,7 @@ def approve(
         approved = _governance(model, _open_home(home)).approve(version, approver, reason)
     except DriftgateError as e:
         _fail(e)
-    console.print(f"{model} v{approved.version} approved by {approved.approved_by}")
+    _console().print(f"{model} v{approved.version} approved by {approved.approved_by}")
 
 
 @app.command()
@@ -158,7 +165,7 @@ def promote(
                 f"{model} v{version} was not promoted: {governance.decide(version).explain()}"
             )
         )
-    console.print(f"{model}: champion is now v{version} (run {result.run_id[:8]})")
+    _console().print(f"{model}: champion is now v{version} (run {result.run_id[:8]})")
 
 
 @app.command()
@@ -187,19 +194,21 @@ def _print_status(model: str, layout: HomeLayout) -> None:
 
     governance = _governance(model, layout)
     registry = governance.registry
-    console.print(f"[bold]{model}[/]")
+    _console().print(f"[bold]{model}[/]")
     for alias in (CHAMPION, CHALLENGER):
         version = registry.get_alias(model, alias)
         if version is None:
-            console.print(f"  {alias:<10} none")
+            _console().print(f"  {alias:<10} none")
             continue
-        console.print(
+        _console().print(
             f"  {alias:<10} v{version.version}  approved_by={version.approved_by}  "
             f"trained on {version.tags.get('training_partitions', '?')}  "
             f"gates={version.gates}"
         )
     waiting = governance.awaiting_approval()
-    console.print("  awaiting approval: " + (", ".join(f"v{v.version}" for v in waiting) or "none"))
+    _console().print(
+        "  awaiting approval: " + (", ".join(f"v{v.version}" for v in waiting) or "none")
+    )
     names = ModelNames(model)
     table = Table("check", "partition", "result", "reason", box=None, padding=(0, 2))
     with dg.DagsterInstance.get() as instance:
@@ -219,7 +228,7 @@ def _print_status(model: str, layout: HomeLayout) -> None:
                     "passed" if latest.passed else latest.severity.value,
                     latest.reason_text[:90],
                 )
-    console.print(table)
+    _console().print(table)
 
 
 @app.command()
@@ -232,7 +241,7 @@ def ui(
     from orchestrator.ui import serve
 
     layout = HomeLayout.resolve(str(home) if home else None)
-    console.print(
+    _console().print(
         f"Dagster  http://127.0.0.1:{dagster_port}\nMLflow   http://127.0.0.1:{mlflow_port}"
         f"\nstate    {layout.root}\nCtrl-C stops both."
     )
@@ -250,7 +259,9 @@ def audit_log(
     layout = HomeLayout.resolve(str(home) if home else None)
     if not layout.audit_db.exists():
         _fail(DriftgateError(f"no audit log at {layout.audit_db}"))
-    table = Table("id", "at (UTC)", "action", "actor", "model", "version", "run", box=None)
+    table = Table(
+        "id", "at (UTC)", "action", "actor", "model", "version", "run", "evidence", box=None
+    )
     for event in SqliteAuditLog(layout.audit_db).events(model=model):
         table.add_row(
             str(event.id),
@@ -260,8 +271,16 @@ def audit_log(
             event.model,
             event.version or "",
             (event.dagster_run_id or "")[:8],
+            _evidence_summary(event.evidence),
         )
-    console.print(table)
+    _console().print(table)
+
+
+def _evidence_summary(evidence: dict) -> str:
+    for key in ("reason", "partition", "replaced_version", "training_partitions"):
+        if evidence.get(key):
+            return f"{key}: {evidence[key]}"[:100]
+    return ""
 
 
 def main() -> None:  # pragma: no cover - console entry point
