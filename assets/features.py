@@ -1,5 +1,7 @@
 """Feature assets: the daily feature table partition and its per-partition profile."""
 
+import datetime as dt
+
 import dagster as dg
 import pandas as pd
 
@@ -22,6 +24,11 @@ def build_feature_table(
         partitions_def=partitions_def,
         group_name=spec.name,
         kinds={"parquet"},
+        # Evaluated by the daemon from wall-clock time, so data that stops landing is flagged
+        # even though no run (and so no freshness check) happens.
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=dt.timedelta(hours=spec.freshness.max_age_hours)
+        ),
         description=f"{spec.name}: one day of model inputs as landed, frozen as Parquet so every "
         "check and every training run can be traced to the exact rows it saw.",
     )

@@ -2,37 +2,29 @@
 
 import datetime as dt
 import os
+import subprocess
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from checks.evaluation import CANDIDATE_PREFIX, CHAMPION_PREFIX
 from orchestrator.adapters.partition_store import PartitionStore
-from orchestrator.core.audit import AuditAction, AuditEvent
+from orchestrator.candidates import train_and_register
 from orchestrator.core.errors import DataError
 from orchestrator.core.registry import (
-    CHAMPION,
     GATE_TAG_PREFIX,
     TAG_CODE_VERSION,
     TAG_DAGSTER_RUN_ID,
-    TAG_TRAINING_DATA_HASH,
     TAG_TRAINING_PARTITIONS,
     TAG_TRIGGER,
     TAG_TRIGGERED_BY,
 )
 from orchestrator.core.spec import MonitoredModelSpec
-from orchestrator.core.training import (
-    data_hash,
-    evaluate_model,
-    prefixed,
-    split_holdout,
-    train_candidate,
-)
 from orchestrator.evidence import (
     TRIGGER_TAG,
     TRIGGERED_BY_TAG,
     check_in_run,
-    latest_materialization_metadata,
+    materialization_metadata,
 )
 from orchestrator.governance import Governance
 from orchestrator.naming import ModelNames
@@ -80,9 +72,23 @@ def labelled_frame(spec: MonitoredModelSpec, store: PartitionStore, partitions: 
 
 
 def code_version() -> str:
-    from importlib.metadata import version
+    """$DRIFTGATE_CODE_VERSION (set it in deployments), else the git commit, else the package."""
+    if os.environ.get("DRIFTGATE_CODE_VERSION"):
+        return os.environ["DRIFTGATE_CODE_VERSION"]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        return f"git-{commit}"
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import version
 
-    return os.environ.get("DRIFTGATE_CODE_VERSION") or f"driftgate-{version('driftgate')}"
+        return f"driftgate-{version('driftgate')}"
 
 
 def build_training_assets(spec: MonitoredModelSpec, names: ModelNames) -> list[dg.AssetsDefinition]:
@@ -128,37 +134,21 @@ def build_training_assets(spec: MonitoredModelSpec, names: ModelNames) -> list[d
         model_registry: RegistryResource,
         audit: AuditResource,
     ) -> dg.MaterializeResult:
-        dataset = latest_materialization_metadata(context.instance, names.training_dataset)
+        dataset = materialization_metadata(context, names.training_dataset)
         frame = driftgate_home.store(spec).read_table("training_dataset", str(dataset["snapshot"]))
-        train, holdout = split_holdout(frame, spec, spec.retrain.holdout_fraction)
-        registry = model_registry.registry()
-        metrics = prefixed(
-            evaluate_model(model := train_candidate(train, spec), holdout, spec), CANDIDATE_PREFIX
-        )
-        metrics |= champion_metrics(spec, registry, holdout)
-        version = registry.log_model(
-            spec.name,
-            model,
-            metrics=metrics,
-            params={"rows_train": str(len(train)), "rows_holdout": str(len(holdout))},
-            tags=lineage_tags(context, names, str(dataset["partitions"]), data_hash(frame)),
-        )
-        Governance(spec, registry, audit.log()).mark_challenger(version.version)
-        audit.log().append(
-            AuditEvent(
-                AuditAction.MODEL_REGISTERED,
-                version.tags[TAG_TRIGGERED_BY],
-                spec.name,
-                version.version,
-                context.run.run_id,
-                {"training_partitions": dataset["partitions"], "mlflow_run_id": version.run_id},
-            )
+        candidate = train_and_register(
+            spec,
+            frame,
+            model_registry.registry(),
+            audit.log(),
+            lineage_tags(context, names, str(dataset["partitions"])),
+            context.run.run_id,
         )
         return dg.MaterializeResult(
             metadata={
-                "version": version.version,
-                "mlflow_run_id": version.run_id,
-                **{k: round(v, 4) for k, v in metrics.items()},
+                "version": candidate.version.version,
+                "mlflow_run_id": candidate.version.run_id,
+                **{k: round(v, 4) for k, v in candidate.metrics.items()},
             }
         )
 
@@ -191,26 +181,13 @@ def build_training_assets(spec: MonitoredModelSpec, names: ModelNames) -> list[d
     return [training_dataset, candidate_model, champion_model]
 
 
-def champion_metrics(spec, registry, holdout: pd.DataFrame) -> dict[str, float]:
-    """The champion scored on the candidate's holdout; only `champion_version` if it fails."""
-    champion = registry.get_alias(spec.name, CHAMPION)
-    if champion is None:
-        return {}
-    try:
-        scores = evaluate_model(registry.load_model(spec.name, champion.version), holdout, spec)
-    except (DataError, ValueError, KeyError) as e:
-        dg.get_dagster_logger().warning(f"champion v{champion.version} could not be scored: {e}")
-        return {"champion_version": float(champion.version)}
-    return {"champion_version": float(champion.version), **prefixed(scores, CHAMPION_PREFIX)}
-
-
-def lineage_tags(context, names: ModelNames, partitions: str, hash_: str) -> dict[str, str]:
+def lineage_tags(context, names: ModelNames, partitions: str) -> dict[str, str]:
+    """Where the version comes from: run, data, code, trigger, and the data gate it passed."""
     tags = context.run.tags
     contract = check_in_run(context.instance, names.training_contract_check, context.run.run_id)
     lineage = {
         TAG_DAGSTER_RUN_ID: context.run.run_id,
         TAG_TRAINING_PARTITIONS: partitions,
-        TAG_TRAINING_DATA_HASH: hash_,
         TAG_CODE_VERSION: code_version(),
         TAG_TRIGGER: tags.get(TRIGGER_TAG, "manual"),
         TAG_TRIGGERED_BY: tags.get(TRIGGERED_BY_TAG) or tags.get("dagster/user", "unknown"),

@@ -6,7 +6,7 @@ import pandas as pd
 from orchestrator.core.errors import DataError
 from orchestrator.core.gates import ExpectationFailure, GateResult, evaluate_contract
 from orchestrator.core.spec import FeatureKind, MonitoredModelSpec
-from orchestrator.evidence import latest_materialization_metadata
+from orchestrator.evidence import materialization_metadata
 from orchestrator.metadata import check_result, failures_markdown
 from orchestrator.naming import ModelNames
 from orchestrator.resources import DriftgateHomeResource
@@ -141,7 +141,7 @@ def build_training_contract_check(
     def training_dataset_matches_contract(
         context: dg.AssetCheckExecutionContext, driftgate_home: DriftgateHomeResource
     ) -> dg.AssetCheckResult:
-        snapshot = latest_materialization_metadata(context.instance, names.training_dataset)
+        snapshot = materialization_metadata(context, names.training_dataset)
         try:
             frame = driftgate_home.store(spec).read_table(
                 "training_dataset", str(snapshot.get("snapshot", "missing"))

@@ -50,14 +50,13 @@ def build_drift_check(
         model_registry: RegistryResource,
         audit: AuditResource,
     ) -> dg.AssetCheckResult:
-        store = driftgate_home.store(spec)
+        store, partition = driftgate_home.store(spec), context.partition_key
         try:
             reference, partitions = load_reference(spec, store, model_registry.registry())
-            current = store.read_table("feature_table", context.partition_key)
+            detector = DriftDetector(DriftSpec.for_model(spec)).fit(reference)
+            report = detector.compare(store.read_table("feature_table", partition))
         except DataError as e:
             return check_result(GateResult("drift", GateVerdict.BLOCK, f"no evidence: {e}"))
-        report = DriftDetector(DriftSpec.for_model(spec)).fit(reference).compare(current)
-        result = evaluate_drift(report)
         if report.drifted_columns:
             audit.log().append(
                 AuditEvent(
@@ -65,11 +64,11 @@ def build_drift_check(
                     f"check:{names.drift_check.name}",
                     spec.name,
                     dagster_run_id=context.run.run_id,
-                    evidence={"partition": context.partition_key, **summarize(report)},
+                    evidence={"partition": partition, **summarize(report)},
                 )
             )
         return check_result(
-            result,
+            evaluate_drift(report),
             drift=drift_table(report),
             reference_partitions=f"{partitions[0]}..{partitions[-1]} ({len(partitions)} days)",
         )

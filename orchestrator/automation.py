@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.training import PromotionConfig, TrainingWindowConfig
 from orchestrator.adapters.partition_store import PartitionStore
-from orchestrator.core.audit import AuditAction, AuditEvent
+from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog
 from orchestrator.core.retraining import RetrainAction, RetrainDecision, should_retrain
 from orchestrator.core.spec import MonitoredModelSpec
 from orchestrator.evidence import (
@@ -62,6 +62,47 @@ def retrain_decision(
     )
 
 
+def audit_once(
+    decision: RetrainDecision,
+    cursor: str | None,
+    spec: MonitoredModelSpec,
+    names: ModelNames,
+    audit: AuditLog,
+) -> str:
+    """Audit a decision the first time the sensor makes it, not on every tick; new cursor."""
+    fingerprint = f"{decision.action}:{decision.onset}:{decision.as_of}"
+    if fingerprint != cursor:
+        audit.append(
+            AuditEvent(
+                _AUDIT_ACTION[decision.action],
+                f"sensor:{names.retrain_sensor}",
+                spec.name,
+                evidence={
+                    "reason": decision.reason,
+                    "onset": decision.onset,
+                    "as_of": decision.as_of,
+                    "run_key": decision.run_key,
+                },
+            )
+        )
+    return fingerprint
+
+
+def retrain_request(decision: RetrainDecision, names: ModelNames, training_op: str):
+    """Train on what happened since the drift began: the old world is what went stale."""
+    window = TrainingWindowConfig(first=decision.onset.isoformat(), last=decision.as_of.isoformat())
+    return dg.RunRequest(
+        run_key=decision.run_key,
+        run_config=dg.RunConfig(ops={training_op: window}),
+        tags={
+            AS_OF_TAG: decision.as_of.isoformat(),
+            ONSET_TAG: decision.onset.isoformat(),
+            TRIGGER_TAG: "drift",
+            TRIGGERED_BY_TAG: f"sensor:{names.retrain_sensor}",
+        },
+    )
+
+
 def build_retrain_sensor(
     spec: MonitoredModelSpec, names: ModelNames, job, training_op: str
 ) -> dg.SensorDefinition:
@@ -82,41 +123,10 @@ def build_retrain_sensor(
         decision = retrain_decision(spec, names, context.instance, driftgate_home.store(spec))
         if decision.action is RetrainAction.NO_BREACH:
             return dg.SkipReason(decision.reason)
-        fingerprint = f"{decision.action}:{decision.onset}:{decision.as_of}"
-        if fingerprint != context.cursor:  # audit each decision once, not on every tick
-            audit.log().append(
-                AuditEvent(
-                    _AUDIT_ACTION[decision.action],
-                    f"sensor:{names.retrain_sensor}",
-                    spec.name,
-                    evidence={
-                        "reason": decision.reason,
-                        "onset": decision.onset,
-                        "as_of": decision.as_of,
-                        "run_key": decision.run_key,
-                    },
-                )
-            )
-            context.update_cursor(fingerprint)
+        context.update_cursor(audit_once(decision, context.cursor, spec, names, audit.log()))
         if not decision.retrain:
             return dg.SkipReason(decision.reason)
-        return dg.RunRequest(
-            run_key=decision.run_key,
-            # Train on what happened since the drift began: the old world is what went stale.
-            run_config=dg.RunConfig(
-                ops={
-                    training_op: TrainingWindowConfig(
-                        first=decision.onset.isoformat(), last=decision.as_of.isoformat()
-                    )
-                }
-            ),
-            tags={
-                AS_OF_TAG: decision.as_of.isoformat(),
-                ONSET_TAG: decision.onset.isoformat(),
-                TRIGGER_TAG: "drift",
-                TRIGGERED_BY_TAG: f"sensor:{names.retrain_sensor}",
-            },
-        )
+        return retrain_request(decision, names, training_op)
 
     return retrain_on_drift
 

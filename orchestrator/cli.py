@@ -107,8 +107,8 @@ def demo(
         f"  make ui                      Dagster (http://127.0.0.1:3000) and MLflow "
         f"(http://127.0.0.1:5000) over {layout.root}\n"
         "  MLflow model page            http://127.0.0.1:5000/#/models/churn\n"
-        "  driftgate status churn       champion, candidates awaiting approval, latest checks\n"
-        "  driftgate audit log churn    every decision, in order"
+        "  .venv/bin/driftgate status churn      champion, candidates awaiting approval, checks\n"
+        "  .venv/bin/driftgate audit log churn   every decision, in order"
     )
 
 

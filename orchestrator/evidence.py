@@ -44,7 +44,7 @@ class CheckEvaluation:
         """`label ok|WARN|FAILED`, with the worst column and its score where there is one."""
         outcome = "ok" if self.passed else ("WARN" if not self.blocks else "FAILED")
         worst = self.value("worst_column")
-        if worst is not None and not self.passed:
+        if worst is not None and not self.passed and self.value("worst_statistic") is not None:
             statistic = float(self.value("worst_statistic") or 0)
             return (
                 f"{label} {outcome} (worst {worst}: {self.value('worst_method')} {statistic:.3f})"
@@ -112,13 +112,27 @@ def check_in_run(
     return next((e for e in check_history(instance, key) if e.run_id == run_id), None)
 
 
-def latest_materialization_metadata(
-    instance: dg.DagsterInstance, key: dg.AssetKey
+def materialization_metadata(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, key: dg.AssetKey
 ) -> dict[str, object]:
-    event = instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
+    """Metadata of `key`'s materialization in this run; outside one, the latest on the instance.
+
+    Reading this run's own output first keeps two concurrent retraining runs from training on,
+    or judging, each other's data.
+    """
+    records = context.instance.all_logs(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    in_run = [r.asset_materialization for r in records if r.asset_materialization.asset_key == key]
+    materialization = in_run[-1] if in_run else _latest(context.instance, key)
+    if materialization is None:
         return {}
-    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+    return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+
+
+def _latest(instance: dg.DagsterInstance, key: dg.AssetKey):
+    event = instance.get_latest_materialization_event(key)
+    return event.asset_materialization if event else None
 
 
 def newest_partition(instance: dg.DagsterInstance, key: dg.AssetKey) -> dt.date | None:

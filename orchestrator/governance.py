@@ -15,7 +15,6 @@ from orchestrator.core.promotion import (
     gate_problems,
 )
 from orchestrator.core.registry import (
-    CHALLENGER,
     CHAMPION,
     TAG_APPROVAL_REASON,
     TAG_APPROVED_AT,
@@ -57,7 +56,9 @@ class Governance:
     def decide(self, version: str) -> PromotionDecision:
         candidate = self.registry.get_version(self.spec.name, version)
         champion = self.registry.get_alias(self.spec.name, CHAMPION)
-        return decide_promotion(candidate, champion, self.spec.approval)
+        granted = self.audit.events(self.spec.name, [AuditAction.APPROVAL_GRANTED])
+        audited = {e.actor for e in granted if e.version == version}
+        return decide_promotion(candidate, champion, self.spec.approval, audited)
 
     def promote(self, version: str, actor: str, dagster_run_id: str | None) -> PromotionDecision:
         """Move `champion` to `version` if the decision allows; otherwise leave it and raise."""
@@ -86,9 +87,6 @@ class Governance:
             dagster_run_id,
         )
         return decision
-
-    def mark_challenger(self, version: str) -> None:
-        self.registry.set_alias(self.spec.name, CHALLENGER, version)
 
     def awaiting_approval(self) -> list[ModelVersion]:
         """Versions whose gates all passed, not yet approved, newer than the champion."""

@@ -29,6 +29,7 @@ def check_result(result: GateResult, **extra: object) -> dg.AssetCheckResult:
         "verdict": result.verdict.value,
         "reason": result.reason,
         **{k: v for k, v in result.metrics.items() if v is not None},
+        **{f"threshold.{k}": v for k, v in result.threshold.items()},
         **extra,
     }
     return dg.AssetCheckResult(

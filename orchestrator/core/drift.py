@@ -235,12 +235,24 @@ def _ks(ref: ColumnReference, cur: _Current) -> float:
 
 
 def _chi_square(ref: ColumnReference, cur: _Current) -> float:
-    """Cramér's V of the 2 x k table reference/current by category: chi2 scaled by sample size."""
-    table = np.vstack(_category_counts(ref, cur))
-    if table.shape[1] < 2:
-        return 0.0
-    chi2 = stats.chi2_contingency(table, correction=False).statistic
-    return float(math.sqrt(chi2 / table.sum()))
+    """Cohen's w, the effect size of the chi-square goodness-of-fit test of current against
+    reference proportions: sqrt(sum((p_cur - p_ref)^2 / p_ref)) over the reference's categories.
+
+    Unlike the chi-square statistic or Cramér's V it does not grow with sample size. Sampling
+    noise alone gives w^2 about (k - 1)(1/n_cur + 1/n_ref) for k categories, enough to cross a
+    0.1 warn level on a day of a few thousand rows with many categories; that expectation is
+    subtracted (as in Bergsma's bias-corrected Cramér's V), so small windows do not cry wolf.
+    Categories the reference never saw are left to `unseen_share`.
+    """
+    ref_counts, cur_counts = _category_counts(ref, cur)
+    known = ref_counts > 0
+    n_ref, n_cur = ref_counts[known].sum(), cur_counts[known].sum()
+    if n_cur == 0:
+        return math.inf  # nothing comparable: every current value is new
+    p_ref, p_cur = ref_counts[known] / n_ref, cur_counts[known] / n_cur
+    w_squared = np.sum((p_cur - p_ref) ** 2 / p_ref)
+    noise = (known.sum() - 1) * (1 / n_cur + 1 / n_ref)
+    return float(math.sqrt(max(w_squared - noise, 0.0)))
 
 
 def _unseen_share(ref: ColumnReference, cur: _Current) -> float:

@@ -1,6 +1,7 @@
 """Gates judge evidence and fail closed: missing or invalid evidence is BLOCK with a reason.
 
-Each `evaluate_*` returns a frozen GateResult; none raises for a failed gate.
+Each `evaluate_*` returns a frozen GateResult carrying the threshold it applied; none raises for
+a failed gate.
 """
 
 import datetime as dt
@@ -25,23 +26,18 @@ class GateResult:
     verdict: GateVerdict
     reason: str
     metrics: Mapping[str, float | str | None] = field(default_factory=dict)
+    threshold: Mapping[str, float] = field(default_factory=dict)  # what the verdict applied
 
     @property
     def blocks(self) -> bool:
         return self.verdict is GateVerdict.BLOCK
 
 
-def _block(gate: str, reason: str, **metrics) -> GateResult:
-    return GateResult(gate, GateVerdict.BLOCK, reason, metrics)
-
-
 def evaluate_drift(report: DriftReport | None) -> GateResult:
     """BLOCK on drift at error level or on columns that could not be judged; WARN on warnings."""
     gate = "drift"
-    if report is None:
-        return _block(gate, "no drift report: the partition was not compared to a reference")
-    if not report.columns:
-        return _block(gate, "the drift report covers no columns")
+    if report is None or not report.columns:
+        return GateResult(gate, GateVerdict.BLOCK, "no drift report covering any column")
     worst = report.ranked()[0]
     metrics = {
         "worst_column": worst.column,
@@ -49,46 +45,46 @@ def evaluate_drift(report: DriftReport | None) -> GateResult:
         "worst_statistic": worst.worst.statistic,
         "drifted_columns": len(report.drifted_columns),
     }
+    threshold = {"warn": worst.worst.threshold.warn, "error": worst.worst.threshold.error}
     unjudged = report.columns_with(DriftVerdict.INSUFFICIENT_DATA) + report.columns_with(
         DriftVerdict.INVALID
     )
     if report.drifted_columns:
-        return GateResult(
-            gate,
+        verdict, reason = (
             GateVerdict.BLOCK,
-            f"drift at error level in {report.drifted_columns}; worst {worst.column} "
-            f"({worst.worst.method} {worst.worst.reason})",
-            metrics,
+            (
+                f"drift at error level in {report.drifted_columns}; worst {worst.column} "
+                f"({worst.worst.method} {worst.worst.reason})"
+            ),
         )
-    if unjudged:
-        return GateResult(
-            gate, GateVerdict.BLOCK, f"cannot judge {unjudged}: {worst.worst.reason}", metrics
-        )
-    warned = report.columns_with(DriftVerdict.WARN)
-    if warned:
-        return GateResult(gate, GateVerdict.WARN, f"drift at warn level in {warned}", metrics)
-    return GateResult(gate, GateVerdict.PASS, "every column within its warn level", metrics)
+    elif unjudged:
+        verdict, reason = GateVerdict.BLOCK, f"cannot judge {unjudged}: {worst.worst.reason}"
+    elif warned := report.columns_with(DriftVerdict.WARN):
+        verdict, reason = GateVerdict.WARN, f"drift at warn level in {warned}"
+    else:
+        verdict, reason = GateVerdict.PASS, "every column within its warn level"
+    return GateResult(gate, verdict, reason, metrics, threshold)
 
 
 def evaluate_freshness(
     newest_partition_end: dt.datetime | None, now: dt.datetime, policy: FreshnessPolicy
 ) -> GateResult:
     """The newest partition must have ended within `policy.max_age_hours` of `now` (UTC)."""
-    gate = "freshness"
+    gate, threshold = "freshness", {"max_age_hours": policy.max_age_hours}
     if newest_partition_end is None:
-        return _block(gate, "no partition has been materialized yet")
-    age_hours = (now - newest_partition_end).total_seconds() / 3600
-    metrics = {"age_hours": round(age_hours, 2), "max_age_hours": policy.max_age_hours}
-    if age_hours > policy.max_age_hours:
-        return _block(
-            gate,
-            f"newest partition ended {age_hours:.1f} h ago; the policy allows "
-            f"{policy.max_age_hours} h",
-            **metrics,
+        return GateResult(
+            gate, GateVerdict.BLOCK, "no partition has been materialized yet", threshold=threshold
         )
-    return GateResult(
-        gate, GateVerdict.PASS, f"newest partition ended {age_hours:.1f} h ago", metrics
-    )
+    age_hours = (now - newest_partition_end).total_seconds() / 3600
+    metrics = {"age_hours": round(age_hours, 2)}
+    if age_hours > policy.max_age_hours:
+        reason = (
+            f"newest partition ended {age_hours:.1f} h ago; the policy allows "
+            f"{policy.max_age_hours} h"
+        )
+        return GateResult(gate, GateVerdict.BLOCK, reason, metrics, threshold)
+    reason = f"newest partition ended {age_hours:.1f} h ago"
+    return GateResult(gate, GateVerdict.PASS, reason, metrics, threshold)
 
 
 @dataclass(frozen=True)
@@ -101,13 +97,17 @@ class ExpectationFailure:
 
 
 def evaluate_contract(n_rows: int, failures: Sequence[ExpectationFailure]) -> GateResult:
-    gate = "contract"
+    """Every expectation must hold (none may fail), on a partition that has rows."""
+    gate, threshold = "contract", {"failed_expectations_allowed": 0}
+    metrics = {"rows": n_rows, "failed_expectations": len(failures)}
     if n_rows == 0:
-        return _block(gate, "the partition is empty", rows=0)
+        return GateResult(gate, GateVerdict.BLOCK, "the partition is empty", metrics, threshold)
     if failures:
         named = ", ".join(f"{f.expectation}({f.column})" for f in failures[:5])
-        return _block(gate, f"{len(failures)} expectation(s) failed: {named}", rows=n_rows)
-    return GateResult(gate, GateVerdict.PASS, f"{n_rows} rows meet the contract", {"rows": n_rows})
+        reason = f"{len(failures)} expectation(s) failed: {named}"
+        return GateResult(gate, GateVerdict.BLOCK, reason, metrics, threshold)
+    reason = f"{n_rows} rows meet the contract"
+    return GateResult(gate, GateVerdict.PASS, reason, metrics, threshold)
 
 
 def evaluate_candidate(
@@ -117,39 +117,32 @@ def evaluate_candidate(
 ) -> GateResult:
     """The candidate must not be worse than the champion by more than the policy's tolerance.
 
-    With no champion yet (the first model), the candidate must reach `policy.min_metric`.
+    `champion` is None when there is no champion yet (the first model must then reach
+    `policy.min_metric`), and empty when there is one that could not be scored (BLOCK).
     """
-    gate = "evaluation"
-    metric = policy.metric
+    gate, metric = "evaluation", policy.metric
     score = (candidate or {}).get(metric)
     if score is None or not math.isfinite(score):
-        return _block(gate, f"candidate has no finite {metric} on the holdout")
+        return GateResult(gate, GateVerdict.BLOCK, f"candidate has no finite {metric}")
     if champion is None:
-        metrics = {"candidate": score, "min_metric": policy.min_metric, "metric": metric}
-        if score < policy.min_metric:
-            return _block(
-                gate, f"no champion; {metric} {score:.4f} < minimum {policy.min_metric}", **metrics
-            )
-        return GateResult(
-            gate,
-            GateVerdict.PASS,
-            f"no champion; {metric} {score:.4f} >= minimum {policy.min_metric}",
-            metrics,
+        threshold = {"min_metric": policy.min_metric}
+        passed = score >= policy.min_metric
+        reason = (
+            f"no champion; {metric} {score:.4f} {'>=' if passed else '<'} minimum "
+            f"{policy.min_metric}"
         )
+        verdict = GateVerdict.PASS if passed else GateVerdict.BLOCK
+        return GateResult(gate, verdict, reason, {"candidate": score, "metric": metric}, threshold)
     best = champion.get(metric)
     if best is None or not math.isfinite(best):
-        return _block(gate, f"champion has no finite {metric} on the holdout")
-    delta = score - best
-    metrics = {
-        "candidate": score,
-        "champion": best,
-        "delta": delta,
-        "tolerance": policy.evaluation_tolerance,
-        "metric": metric,
-    }
-    summary = f"{metric} candidate {score:.4f} vs champion {best:.4f} (delta {delta:+.4f})"
-    if delta < -policy.evaluation_tolerance:
-        return _block(
-            gate, f"{summary} is worse than the tolerance {policy.evaluation_tolerance}", **metrics
+        return GateResult(
+            gate, GateVerdict.BLOCK, f"champion has no finite {metric} on the holdout"
         )
-    return GateResult(gate, GateVerdict.PASS, summary, metrics)
+    delta = score - best
+    threshold = {"tolerance": policy.evaluation_tolerance}
+    metrics = {"candidate": score, "champion": best, "delta": delta, "metric": metric}
+    reason = f"{metric} candidate {score:.4f} vs champion {best:.4f} (delta {delta:+.4f})"
+    if delta < -policy.evaluation_tolerance:
+        reason += f" is worse than the tolerance {policy.evaluation_tolerance}"
+        return GateResult(gate, GateVerdict.BLOCK, reason, metrics, threshold)
+    return GateResult(gate, GateVerdict.PASS, reason, metrics, threshold)

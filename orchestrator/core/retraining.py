@@ -85,7 +85,14 @@ def should_retrain(
             f"budget is {policy.budget_per_30_days}",
             as_of=latest,
         )
-    onset = next(b for b in episode if last_trigger is None or b > last_trigger)
+    fresh = [b for b in episode if last_trigger is None or b > last_trigger]
+    if not fresh:
+        return RetrainDecision(
+            RetrainAction.COOLDOWN,
+            f"drift up to {latest} already triggered the retraining for {last_trigger}",
+            as_of=latest,
+        )
+    onset = fresh[0]
     labelled = labelled_rows_since(onset, latest)
     if labelled < policy.min_new_labelled_rows:
         return RetrainDecision(

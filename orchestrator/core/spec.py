@@ -7,7 +7,7 @@ so a typo or an invalid value fails when definitions load, with the field named.
 import datetime as dt
 import re
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -97,7 +97,8 @@ def _default_thresholds() -> dict[str, Threshold]:
     # - jensen_shannon 0.1/0.2 (distance, base 2): ~PSI 0.1 for small shifts is JS ~0.11.
     # - wasserstein 0.1/0.2 (in reference std units): 0.1 sigma is Evidently's default.
     # - ks 0.1/0.2 (max CDF gap): a 0.25-sigma mean shift of a normal gives D ~0.1.
-    # - chi_square 0.1/0.25 (Cohen's w = sqrt(chi2/n)): 0.1 is Cohen's "small" effect.
+    # - chi_square 0.1/0.25 (Cohen's w of the goodness-of-fit test): 0.1 is Cohen's "small"
+    #   effect, 0.3 his "medium".
     # - unseen_share 0.01/0.05: 1% of rows in categories the model never saw is worth a look.
     # - null_rate 0.02/0.05 (absolute change of the null fraction).
     return {
@@ -129,6 +130,8 @@ class DriftPolicy(_Strict):
 
     @model_validator(mode="after")
     def _methods_known(self) -> "DriftPolicy":
+        if not self.numerical_methods or not self.categorical_methods:
+            raise ValueError("numerical_methods and categorical_methods need one method each")
         # The registry lives with the statistics; imported here, at validation time, not at import.
         from orchestrator.core.drift import METHODS, get_method
 
@@ -160,7 +163,7 @@ class RetrainPolicy(_Strict):
     min_new_labelled_rows: int = 1000
     training_window_days: int = 7
     holdout_fraction: float = 0.25
-    metric: str = "roc_auc"
+    metric: Literal["roc_auc", "accuracy"] = "roc_auc"  # both: higher is better
     evaluation_tolerance: float = 0.01
     min_metric: float = 0.6
 

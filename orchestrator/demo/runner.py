@@ -72,6 +72,7 @@ def use_home(home: HomeLayout) -> None:
     os.environ["DAGSTER_HOME"] = str(home.dagster_home)
     os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 class DemoRun:

@@ -78,12 +78,52 @@ def test_disjoint_categories_have_jensen_shannon_distance_one():
     assert statistic(report, "c", "unseen_share") == pytest.approx(1.0)
 
 
-def test_chi_square_is_cramers_v_of_the_contingency_table():
-    # Table [[50, 50], [30, 70]]: expected 40/60 per row, chi2 = 2*(100/40) + 2*(100/60) = 8.333
-    reference = pd.DataFrame({"c": ["a"] * 50 + ["b"] * 50})
+def test_chi_square_is_bias_corrected_cohens_w():
+    # p_ref = (0.5, 0.5), p_cur = (0.3, 0.7): w^2 = 0.04/0.5 + 0.04/0.5 = 0.16; the sampling
+    # noise (k - 1)(1/n_cur + 1/n_ref) = 1/100 + 1/100 is subtracted.
     current = pd.DataFrame({"c": ["a"] * 30 + ["b"] * 70})
+    reference = pd.DataFrame({"c": ["a"] * 50 + ["b"] * 50})
     report = detector({"c": CAT}).fit(reference).compare(current)
-    assert statistic(report, "c", "chi_square") == pytest.approx(np.sqrt((25 / 3) / 200))
+    assert statistic(report, "c", "chi_square") == pytest.approx(np.sqrt(0.16 - 0.02))
+
+
+def test_chi_square_does_not_depend_on_sample_size():
+    current = pd.DataFrame({"c": ["a"] * 3_000 + ["b"] * 7_000})
+    values = []
+    for size in (5_000, 500_000):
+        reference = pd.DataFrame({"c": ["a"] * size + ["b"] * size})
+        values.append(
+            statistic(detector({"c": CAT}).fit(reference).compare(current), "c", "chi_square")
+        )
+    assert values[0] == pytest.approx(values[1], abs=1e-3)
+    assert values[0] == pytest.approx(0.4, abs=1e-3)
+
+
+def test_chi_square_stays_quiet_on_small_samples_of_the_same_distribution():
+    rng = np.random.default_rng(8)
+    categories = [f"k{i}" for i in range(20)]
+    reference = pd.DataFrame({"c": rng.choice(categories, 3_000)})
+    fitted = detector({"c": CAT}).fit(reference)
+    values = [
+        statistic(
+            fitted.compare(pd.DataFrame({"c": rng.choice(categories, 1_500)})), "c", "chi_square"
+        )
+        for _ in range(30)
+    ]
+    # Uncorrected, w would sit around sqrt(19 * (1/1500 + 1/3000)) = 0.14, above the 0.1 warn
+    # level on nearly every window; corrected, the typical window is well below it.
+    assert np.median(values) < 0.07
+    assert np.mean(np.array(values) >= 0.1) <= 0.2
+
+
+def test_unseen_categories_are_unseen_shares_job_not_chi_squares():
+    unseen = (
+        detector({"c": CAT})
+        .fit(pd.DataFrame({"c": ["a", "b"] * 50}))
+        .compare(pd.DataFrame({"c": ["a", "b"] * 50 + ["z"] * 100}))
+    )
+    assert statistic(unseen, "c", "chi_square") == pytest.approx(0.0)
+    assert statistic(unseen, "c", "unseen_share") == pytest.approx(0.5)
 
 
 def test_null_rate_change_is_absolute_difference():

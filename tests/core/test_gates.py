@@ -51,10 +51,12 @@ def test_no_report_blocks():
     assert evaluate_drift(None).verdict is GateVerdict.BLOCK
 
 
-def test_clean_partition_passes(fitted):
+def test_clean_partition_passes_and_carries_the_threshold_applied(fitted):
     rng = np.random.default_rng(6)
     current = pd.DataFrame({"x": rng.normal(size=2000), "c": rng.choice(list("ab"), 2000)})
-    assert evaluate_drift(fitted.compare(current)).verdict is GateVerdict.PASS
+    result = evaluate_drift(fitted.compare(current))
+    assert result.verdict is GateVerdict.PASS
+    assert set(result.threshold) == {"warn", "error"}
 
 
 def test_freshness():
@@ -64,6 +66,7 @@ def test_freshness():
     assert evaluate_freshness(end, end + dt.timedelta(hours=2), policy).verdict is GateVerdict.PASS
     stale = evaluate_freshness(end, end + dt.timedelta(hours=31), policy)
     assert stale.verdict is GateVerdict.BLOCK and "31.0 h" in stale.reason
+    assert stale.threshold == {"max_age_hours": 30}
 
 
 def test_contract():

@@ -83,3 +83,37 @@ def test_awaiting_approval_lists_gate_passing_unapproved_versions(governance):
     passing = register(governance, **PASSING)
     register(governance, **{**PASSING, "gate.evaluation": "block"})
     assert [v.version for v in governance.awaiting_approval()] == [passing]
+
+
+def test_an_overtaken_approval_never_demotes_a_newer_champion(governance):
+    older = register(governance, **PASSING)
+    governance.approve(older, "alice", "")
+    newer = register(governance, **PASSING)
+    governance.approve(newer, "bob", "")
+    governance.promote(newer, "sensor", None)
+    with pytest.raises(PromotionRefused, match="older than champion"):
+        governance.promote(older, "sensor", None)
+    assert governance.registry.get_alias("toy", CHAMPION).version == newer
+
+
+@pytest.mark.parametrize("value", ["Block", "error", "passed", ""])
+def test_any_gate_value_other_than_pass_or_warn_refuses(governance, value):
+    version = register(governance, **{**PASSING, "gate.evaluation": value})
+    governance.registry.set_tags("toy", version, {"approved_by": "alice"})
+    decision = governance.decide(version)
+    assert not decision.allowed and f"gate 'evaluation' is {value}" in decision.explain()
+
+
+def test_hand_set_approval_tag_without_audit_record_never_promotes(governance):
+    version = register(governance, **PASSING)
+    governance.registry.set_tags("toy", version, {"approved_by": "alice"})
+    with pytest.raises(PromotionRefused, match="no matching audit record"):
+        governance.promote(version, "sensor", None)
+    assert governance.registry.get_alias("toy", CHAMPION) is None
+
+
+def test_separation_of_duties_is_checked_again_at_promotion(governance):
+    version = register(governance, **PASSING, triggered_by="bob")
+    governance.approve(version, "alice", "")
+    governance.registry.set_tags("toy", version, {"approved_by": "bob"})
+    assert "triggered this version" in governance.decide(version).explain()

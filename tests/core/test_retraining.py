@@ -64,3 +64,17 @@ def test_waits_for_labelled_data_since_onset():
     assert decision.action is RetrainAction.WAIT_FOR_LABELS
     assert seen["range"] == (day(5), day(6))
     assert "200 labelled rows" in decision.reason
+
+
+def test_zero_cooldown_does_not_retrain_twice_for_the_same_days():
+    policy = RetrainPolicy(cooldown_days=0, min_new_labelled_rows=0)
+    decision = decide([day(5), day(6)], triggers=[day(6)], policy=policy)
+    assert decision.action is RetrainAction.COOLDOWN
+    assert "already triggered" in decision.reason
+    later = decide([day(5), day(6), day(7)], triggers=[day(6)], policy=policy)
+    assert later.action is RetrainAction.RETRAIN and later.onset == day(7)
+
+
+def test_cooldown_boundary_is_exclusive():
+    assert decide([day(9)], triggers=[day(3)]).action is RetrainAction.COOLDOWN
+    assert decide([day(10)], triggers=[day(3)]).action is RetrainAction.RETRAIN

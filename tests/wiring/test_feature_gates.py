@@ -1,7 +1,5 @@
 """The daily run: a drifted partition fails the blocking drift check; downstream does not run."""
 
-import dagster as dg
-
 from orchestrator.adapters.partition_store import write_parquet_atomically
 from orchestrator.core.audit import AuditAction
 from orchestrator.evidence import check_in_run
@@ -37,8 +35,14 @@ def test_contract_violation_blocks_with_the_failing_expectation_named(toy):
     features.loc[:9, "color"] = "purple"
     write_parquet_atomically(features, toy.store.source_path("features", day(6)))
     result = toy.defs.resolve_job_def(toy.names.monitor_job).execute_in_process(
-        instance=toy.instance, partition_key=day(6), raise_on_error=False
+        instance=toy.instance,
+        partition_key=day(6),
+        raise_on_error=False,
+        tags={"driftgate/evaluated_at": "2026-01-07T02:00:00+00:00"},
     )
+    freshness = check_in_run(toy.instance, toy.names.freshness_check, result.run_id)
+    drift = check_in_run(toy.instance, toy.names.drift_check, result.run_id)
+    assert freshness.passed and not drift.blocks  # only the contract stands in the way
     contract = check_in_run(toy.instance, toy.names.contract_check, result.run_id)
     assert contract is not None and contract.blocks
     failures = contract.metadata["failed_expectations"].value
@@ -64,5 +68,5 @@ def test_missing_source_partition_fails_the_run_without_materializing(toy):
         instance=toy.instance, partition_key=day(9), raise_on_error=False
     )
     assert not result.success
-    assert dg.AssetKey(["toy", "feature_table"]) == toy.names.feature_table
     assert toy.instance.get_materialized_partitions(toy.names.feature_table) == set()
+    assert not toy.store.table_path("feature_table", day(9)).exists()
