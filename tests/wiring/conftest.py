@@ -72,14 +72,16 @@ class ToyModel:
 
     def materialize_day(self, n: int, shift: float = 0.0) -> dg.ExecuteInProcessResult:
         self.land(n, shift)
+        return self.run_monitor(n)
+
+    def run_monitor(self, n: int, evaluated_at: str | None = None) -> dg.ExecuteInProcessResult:
+        """The daily job for day n, evaluated by default at 02:00 UTC the next morning."""
+        morning = f"{(START + dt.timedelta(days=n)).isoformat()}T02:00:00+00:00"
         return self.defs.resolve_job_def(self.names.monitor_job).execute_in_process(
             instance=self.instance,
             partition_key=day(n),
             raise_on_error=False,
-            tags={
-                "driftgate/evaluated_at": f"{(START + dt.timedelta(days=n)).isoformat()}"
-                "T02:00:00+00:00"
-            },
+            tags={"driftgate/evaluated_at": evaluated_at or morning},
         )
 
 

@@ -34,12 +34,7 @@ def test_contract_violation_blocks_with_the_failing_expectation_named(toy):
     features = toy.store.read_source("features", day(1))
     features.loc[:9, "color"] = "purple"
     write_parquet_atomically(features, toy.store.source_path("features", day(6)))
-    result = toy.defs.resolve_job_def(toy.names.monitor_job).execute_in_process(
-        instance=toy.instance,
-        partition_key=day(6),
-        raise_on_error=False,
-        tags={"driftgate/evaluated_at": "2026-01-07T02:00:00+00:00"},
-    )
+    result = toy.run_monitor(6)
     freshness = check_in_run(toy.instance, toy.names.freshness_check, result.run_id)
     drift = check_in_run(toy.instance, toy.names.drift_check, result.run_id)
     assert freshness.passed and not drift.blocks  # only the contract stands in the way
@@ -52,12 +47,7 @@ def test_contract_violation_blocks_with_the_failing_expectation_named(toy):
 
 def test_stale_feature_table_fails_freshness(toy):
     toy.land(6)
-    result = toy.defs.resolve_job_def(toy.names.monitor_job).execute_in_process(
-        instance=toy.instance,
-        partition_key=day(6),
-        raise_on_error=False,
-        tags={"driftgate/evaluated_at": "2026-01-20T00:00:00+00:00"},
-    )
+    result = toy.run_monitor(6, evaluated_at="2026-01-20T00:00:00+00:00")
     freshness = check_in_run(toy.instance, toy.names.freshness_check, result.run_id)
     assert freshness is not None and freshness.blocks
     assert "the policy allows 30.0 h" in freshness.reason_text

@@ -65,9 +65,7 @@ def test_drift_requests_one_retraining_then_cooldown_suppresses(toy):
 
 def test_sensor_waits_for_labelled_data_since_drift_onset(toy):
     toy.land(6, shift=1.5, labels=False)
-    toy.defs.resolve_job_def(toy.names.monitor_job).execute_in_process(
-        instance=toy.instance, partition_key=day(6), raise_on_error=False
-    )
+    toy.run_monitor(6)
     result = tick(toy)
     assert not result.run_requests
     assert "0 labelled rows" in result.skip_message and "300 needed" in result.skip_message
