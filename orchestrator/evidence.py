@@ -7,6 +7,9 @@ import datetime as dt
 from dataclasses import dataclass
 
 import dagster as dg
+
+# Dagster exposes check history only through the event log storage; its status filter type is
+# not re-exported at the top level in 1.13.
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 # Enough history for a 30-day budget window with re-evaluations; older breaches cannot matter.
