@@ -5,7 +5,6 @@ makes them ignore SIGINT, and Dagster maps SIGTERM to SIGINT), so Ctrl-C here st
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -53,16 +52,9 @@ def commands(layout: HomeLayout, dagster_port: int, mlflow_port: int) -> list[li
 
 
 def environment(layout: HomeLayout) -> dict[str, str]:
-    layout.dagster_home.mkdir(parents=True, exist_ok=True)
-    if not (layout.dagster_home / "dagster.yaml").exists():
-        shutil.copy(_REPO / "dagster.yaml", layout.dagster_home / "dagster.yaml")
-    layout.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
     return {
         **os.environ,
-        "DRIFTGATE_HOME": str(layout.root),
-        "DAGSTER_HOME": str(layout.dagster_home),
-        "DAGSTER_DISABLE_TELEMETRY": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
+        **layout.ensure().environment(),
         # One worker, no job runner: starts in seconds and leaves no orphan processes.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }

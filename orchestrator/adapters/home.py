@@ -1,10 +1,13 @@
 """The layout of DRIFTGATE_HOME: one folder holds the embedded default's whole state."""
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = ".driftgate"
+# The instance configuration template at the top of the repository (telemetry off, SQLite).
+INSTANCE_TEMPLATE = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,21 @@ class HomeLayout:
     @property
     def data(self) -> Path:
         return self.root / "data"
+
+    def ensure(self) -> "HomeLayout":
+        """Create the folders and the Dagster instance configuration if they are missing."""
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        self.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
+        if not (self.dagster_home / "dagster.yaml").exists():
+            shutil.copy(INSTANCE_TEMPLATE, self.dagster_home / "dagster.yaml")
+        return self
+
+    def environment(self) -> dict[str, str]:
+        """Variables that point Dagster, MLflow and driftgate here, with telemetry off."""
+        return {
+            "DRIFTGATE_HOME": str(self.root),
+            "DAGSTER_HOME": str(self.dagster_home),
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_LOGGING_LEVEL": os.environ.get("MLFLOW_LOGGING_LEVEL", "WARNING"),
+        }

@@ -10,7 +10,6 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
 
@@ -60,19 +59,13 @@ def prepare_home(home: HomeLayout, reset: bool) -> None:
                 "Point DRIFTGATE_HOME at another folder."
             )
         shutil.rmtree(home.root)
-    home.dagster_home.mkdir(parents=True, exist_ok=True)
+    home.ensure()
     (home.root / DEMO_MARKER).write_text("created by driftgate demo\n")
-    template = Path(__file__).resolve().parents[2] / "dagster.yaml"
-    shutil.copy(template, home.dagster_home / "dagster.yaml")
 
 
 def use_home(home: HomeLayout) -> None:
-    """Point Dagster, MLflow and driftgate at `home`, telemetry off."""
-    os.environ["DRIFTGATE_HOME"] = str(home.root)
-    os.environ["DAGSTER_HOME"] = str(home.dagster_home)
-    os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
-    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    """Point this process's Dagster, MLflow and driftgate at `home`."""
+    os.environ.update(home.ensure().environment())
 
 
 class DemoRun:

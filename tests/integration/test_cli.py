@@ -1,0 +1,80 @@
+"""The `driftgate` commands against a real MLflow registry and Dagster instance in a temp home."""
+
+import shutil
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from typer.testing import CliRunner
+
+from orchestrator.adapters.audit_store import SqliteAuditLog
+from orchestrator.adapters.home import HomeLayout
+from orchestrator.adapters.mlflow_registry import MlflowModelRegistry
+from orchestrator.cli import app
+from orchestrator.core.audit import AuditAction
+from orchestrator.core.registry import CHAMPION
+
+pytestmark = pytest.mark.integration
+PASSING = {"gate.training_data_contract": "pass", "gate.evaluation": "pass"}
+
+
+@pytest.fixture
+def home(mlflow_template, tmp_path, monkeypatch) -> HomeLayout:
+    layout = HomeLayout.resolve(str(tmp_path / "home")).ensure()
+    shutil.copy(mlflow_template, layout.mlflow_db)
+    for name, value in layout.environment().items():
+        monkeypatch.setenv(name, value)  # restored after the test; the CLI sets them too
+    return layout
+
+
+def register(layout: HomeLayout, **tags) -> str:
+    registry = MlflowModelRegistry(layout.mlflow_tracking_uri, layout.mlflow_artifacts)
+    x = np.random.default_rng(0).normal(size=(40, 2))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    lineage = {"dagster_run_id": "r", "triggered_by": "sensor:retrain_churn_on_drift", **tags}
+    return registry.log_model("churn", model, metrics={}, params={}, tags=lineage).version
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_approve_refuses_a_non_approver_with_the_reason(home):
+    version = register(home, **PASSING)
+    result = run("approve", "churn", version, "--by", "mallory", "--home", str(home.root))
+    assert result.exit_code == 1
+    assert "'mallory' is not an approver" in result.output
+    events = SqliteAuditLog(home.audit_db).events("churn")
+    assert [e.action for e in events[-1:]] == [AuditAction.APPROVAL_REFUSED]
+
+
+def test_promote_refuses_without_approval_then_promotes_after_it(home):
+    version = register(home, **PASSING)
+    refused = run("promote", "churn", version, "--by", "ops", "--home", str(home.root))
+    assert refused.exit_code == 1 and "it has no approval" in refused.output
+    registry = MlflowModelRegistry(home.mlflow_tracking_uri, home.mlflow_artifacts)
+    assert registry.get_alias("churn", CHAMPION) is None
+
+    approved = run(
+        "approve",
+        "churn",
+        version,
+        "--by",
+        "ml-lead",
+        "--reason",
+        "reviewed",
+        "--home",
+        str(home.root),
+    )
+    assert approved.exit_code == 0, approved.output
+    promoted = run("promote", "churn", version, "--by", "ops", "--home", str(home.root))
+    assert promoted.exit_code == 0, promoted.output
+    assert registry.get_alias("churn", CHAMPION).version == version
+    status = run("status", "churn", "--home", str(home.root))
+    assert status.exit_code == 0 and f"champion   v{version}" in status.output
+
+
+def test_promote_refuses_a_version_whose_gate_failed(home):
+    version = register(home, **{**PASSING, "gate.evaluation": "block"})
+    result = run("promote", "churn", version, "--home", str(home.root))
+    assert result.exit_code == 1 and "gate 'evaluation' is block" in result.output
