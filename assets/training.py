@@ -10,6 +10,7 @@ import pandas as pd
 
 from orchestrator.adapters.partition_store import PartitionStore
 from orchestrator.candidates import train_and_register
+from orchestrator.core.audit import AuditAction, AuditEvent
 from orchestrator.core.errors import DataError
 from orchestrator.core.registry import (
     GATE_TAG_PREFIX,
@@ -103,9 +104,11 @@ def build_training_assets(spec: MonitoredModelSpec, names: ModelNames) -> list[d
         context: dg.AssetExecutionContext,
         config: TrainingWindowConfig,
         driftgate_home: DriftgateHomeResource,
+        audit: AuditResource,
     ) -> dg.MaterializeResult:
         store = driftgate_home.store(spec)
         partitions = training_partitions(spec, store, config)
+        audit.log().append(retrain_started(spec, context, partitions))
         if not partitions:
             raise DataError(f"{spec.name}: no labelled partitions in the training window")
         frame = labelled_frame(spec, store, partitions)
@@ -179,6 +182,22 @@ def build_training_assets(spec: MonitoredModelSpec, names: ModelNames) -> list[d
         )
 
     return [training_dataset, candidate_model, champion_model]
+
+
+def retrain_started(spec: MonitoredModelSpec, context, partitions: list[str]) -> AuditEvent:
+    """Links the sensor's request (by run key) to the Dagster run that carries it out."""
+    tags = context.run.tags
+    return AuditEvent(
+        AuditAction.RETRAIN_STARTED,
+        tags.get(TRIGGERED_BY_TAG, "unknown"),
+        spec.name,
+        dagster_run_id=context.run.run_id,
+        evidence={
+            "run_key": tags.get("dagster/run_key"),
+            "trigger": tags.get(TRIGGER_TAG),
+            "partitions": partitions,
+        },
+    )
 
 
 def lineage_tags(context, names: ModelNames, partitions: str) -> dict[str, str]:

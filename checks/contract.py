@@ -1,15 +1,18 @@
 """Data-contract checks through Great Expectations 1.x, built from the model's feature specs."""
 
+from collections.abc import Callable
+
 import dagster as dg
 import pandas as pd
 
+from orchestrator.core.audit import AuditLog, gate_event
 from orchestrator.core.errors import DataError
 from orchestrator.core.gates import ExpectationFailure, GateResult, evaluate_contract
 from orchestrator.core.spec import FeatureKind, MonitoredModelSpec
 from orchestrator.evidence import materialization_metadata
 from orchestrator.metadata import check_result, failures_markdown
 from orchestrator.naming import ModelNames
-from orchestrator.resources import DriftgateHomeResource
+from orchestrator.resources import AuditResource, DriftgateHomeResource
 
 _NUMERICAL_TYPES = ["int8", "int16", "int32", "int64", "float32", "float64", "Int64", "Float64"]
 _CATEGORICAL_TYPES = ["str", "object", "category"]
@@ -105,6 +108,33 @@ def _failure(result) -> ExpectationFailure:
     return ExpectationFailure(config.type, config.kwargs.get("column"), str(observed))
 
 
+def judged_contract(
+    spec: MonitoredModelSpec,
+    load: Callable[[], pd.DataFrame],
+    *,
+    with_label: bool,
+    audit: AuditLog,
+    actor: str,
+    dagster_run_id: str,
+    record_pass: bool,
+    **context: object,
+) -> dg.AssetCheckResult:
+    """Validate what `load` returns (no data is an empty partition: BLOCK) and audit the result:
+    every block, and passes too when `record_pass` (a training set is a version's evidence)."""
+    try:
+        result, failures = validate_contract(load(), spec, with_label)
+    except DataError as e:
+        result, failures, context = evaluate_contract(0, []), [], {**context, "error": str(e)}
+    if result.blocks or record_pass:
+        failed = [f"{f.expectation}({f.column})" for f in failures]
+        audit.append(gate_event(spec.name, actor, result, dagster_run_id, failed=failed, **context))
+    return check_result(
+        result,
+        failed_expectations=failures_markdown(failures),
+        **{k: str(v) for k, v in context.items()},
+    )
+
+
 def build_feature_contract_check(
     spec: MonitoredModelSpec, names: ModelNames, partitions_def: dg.PartitionsDefinition
 ) -> dg.AssetChecksDefinition:
@@ -117,14 +147,21 @@ def build_feature_contract_check(
         "columns, dtypes, null rates, ranges and allowed categories.",
     )
     def feature_table_matches_contract(
-        context: dg.AssetCheckExecutionContext, driftgate_home: DriftgateHomeResource
+        context: dg.AssetCheckExecutionContext,
+        driftgate_home: DriftgateHomeResource,
+        audit: AuditResource,
     ) -> dg.AssetCheckResult:
-        try:
-            frame = driftgate_home.store(spec).read_table("feature_table", context.partition_key)
-        except DataError as e:
-            return check_result(evaluate_contract(0, []), error=str(e))
-        result, failures = validate_contract(frame, spec)
-        return check_result(result, failed_expectations=failures_markdown(failures))
+        partition = context.partition_key
+        return judged_contract(
+            spec,
+            lambda: driftgate_home.store(spec).read_table("feature_table", partition),
+            with_label=False,
+            audit=audit.log(),
+            actor=f"check:{names.contract_check.name}",
+            dagster_run_id=context.run.run_id,
+            record_pass=False,
+            partition=partition,
+        )
 
     return feature_table_matches_contract
 
@@ -139,16 +176,20 @@ def build_training_contract_check(
         description=f"{spec.name}: the training dataset meets the data contract, labels included.",
     )
     def training_dataset_matches_contract(
-        context: dg.AssetCheckExecutionContext, driftgate_home: DriftgateHomeResource
+        context: dg.AssetCheckExecutionContext,
+        driftgate_home: DriftgateHomeResource,
+        audit: AuditResource,
     ) -> dg.AssetCheckResult:
-        snapshot = materialization_metadata(context, names.training_dataset)
-        try:
-            frame = driftgate_home.store(spec).read_table(
-                "training_dataset", str(snapshot.get("snapshot", "missing"))
-            )
-        except DataError as e:
-            return check_result(evaluate_contract(0, []), error=str(e))
-        result, failures = validate_contract(frame, spec, with_label=True)
-        return check_result(result, failed_expectations=failures_markdown(failures))
+        snapshot = str(materialization_metadata(context, names.training_dataset).get("snapshot"))
+        return judged_contract(
+            spec,
+            lambda: driftgate_home.store(spec).read_table("training_dataset", snapshot),
+            with_label=True,
+            audit=audit.log(),
+            actor=f"check:{names.training_contract_check.name}",
+            dagster_run_id=context.run.run_id,
+            record_pass=True,
+            snapshot=snapshot,
+        )
 
     return training_dataset_matches_contract

@@ -4,11 +4,13 @@ import datetime as dt
 
 import dagster as dg
 
+from orchestrator.core.audit import gate_event
 from orchestrator.core.gates import evaluate_freshness
 from orchestrator.core.spec import MonitoredModelSpec
 from orchestrator.evidence import EVALUATED_AT_TAG, newest_partition
 from orchestrator.metadata import check_result
 from orchestrator.naming import ModelNames
+from orchestrator.resources import AuditResource
 
 
 def evaluation_time(context: dg.AssetCheckExecutionContext) -> dt.datetime:
@@ -25,7 +27,9 @@ def build_freshness_check(spec: MonitoredModelSpec, names: ModelNames) -> dg.Ass
         description=f"{spec.name}: the newest feature partition ended within "
         f"{spec.freshness.max_age_hours} h.",
     )
-    def feature_table_is_fresh(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def feature_table_is_fresh(
+        context: dg.AssetCheckExecutionContext, audit: AuditResource
+    ) -> dg.AssetCheckResult:
         newest = newest_partition(context.instance, names.feature_table)
         newest_end = (
             dt.datetime.combine(newest + dt.timedelta(days=1), dt.time(), dt.UTC)
@@ -33,6 +37,16 @@ def build_freshness_check(spec: MonitoredModelSpec, names: ModelNames) -> dg.Ass
             else None
         )
         result = evaluate_freshness(newest_end, evaluation_time(context), spec.freshness)
+        if result.blocks:
+            audit.log().append(
+                gate_event(
+                    spec.name,
+                    f"check:{names.freshness_check.name}",
+                    result,
+                    context.run.run_id,
+                    newest_partition=newest,
+                )
+            )
         return check_result(result, newest_partition=str(newest))
 
     return feature_table_is_fresh

@@ -145,27 +145,21 @@ def build_promote_sensor(
         context: dg.SensorEvaluationContext, model_registry: RegistryResource, audit: AuditResource
     ):
         governance = Governance(spec, model_registry.registry(), audit.log())
-        requests, refusals = [], []
-        for version in governance.approved_not_promoted():
-            decision = governance.decide(version.version)
-            if not decision.allowed:
-                refusals.append(f"v{version.version}: {decision.explain()}")
-                continue
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"promote-{spec.name}-v{version.version}",
-                    run_config=dg.RunConfig(
-                        ops={
-                            champion_op: PromotionConfig(
-                                version=version.version, actor=f"sensor:{names.promote_sensor}"
-                            )
-                        }
-                    ),
-                    tags={"driftgate/version": version.version},
-                )
-            )
-        if requests:
-            return requests
-        return dg.SkipReason("; ".join(refusals) or "no approved version awaits promotion")
+        allowed, refused = governance.next_promotion()
+        actor = f"sensor:{names.promote_sensor}"
+        fingerprint = ";".join(f"{d.version}:{d.explain()}" for d in refused)
+        if refused and fingerprint != context.cursor:  # audit each refusal once
+            for decision in refused:
+                governance.record_refusal(decision, actor, dagster_run_id=None)
+            context.update_cursor(fingerprint)
+        if allowed is None:
+            explained = "; ".join(f"v{d.version}: {d.explain()}" for d in refused)
+            return dg.SkipReason(explained or "no approved version awaits promotion")
+        config = PromotionConfig(version=allowed.version, actor=actor)
+        return dg.RunRequest(
+            run_key=f"promote-{spec.name}-v{allowed.version}",
+            run_config=dg.RunConfig(ops={champion_op: config}),
+            tags={"driftgate/version": allowed.version},
+        )
 
     return promote_on_approval

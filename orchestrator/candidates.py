@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog
+from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog, gate_event
 from orchestrator.core.errors import DataError
 from orchestrator.core.gates import GateResult, evaluate_candidate
 from orchestrator.core.registry import (
@@ -120,14 +120,5 @@ def judge_candidate(
     registry.set_tags(spec.name, version, {f"{GATE_TAG_PREFIX}evaluation": result.verdict.value})
     if not result.blocks:
         registry.set_alias(spec.name, CHALLENGER, version)
-    audit.append(
-        AuditEvent(
-            AuditAction.GATE_EVALUATED,
-            actor,
-            spec.name,
-            version,
-            dagster_run_id,
-            {"gate": "evaluation", "verdict": result.verdict.value, "reason": result.reason},
-        )
-    )
+    audit.append(gate_event(spec.name, actor, result, dagster_run_id, version))
     return result

@@ -15,6 +15,7 @@ from orchestrator.core.promotion import (
     gate_problems,
 )
 from orchestrator.core.registry import (
+    CHALLENGER,
     CHAMPION,
     TAG_APPROVAL_REASON,
     TAG_APPROVED_AT,
@@ -65,15 +66,12 @@ class Governance:
         name = self.spec.name
         decision = self.decide(version)
         if not decision.allowed:
-            self._record(
-                AuditAction.PROMOTION_REFUSED,
-                actor,
-                version,
-                {"reasons": list(decision.reasons)},
-                dagster_run_id,
-            )
+            self.record_refusal(decision, actor, dagster_run_id)
             raise PromotionRefused(f"{name} v{version} was not promoted: {decision.explain()}")
         self.registry.set_alias(name, CHAMPION, version)
+        challenger = self.registry.get_alias(name, CHALLENGER)
+        if challenger is not None and challenger.version == version:
+            self.registry.delete_alias(name, CHALLENGER)  # it is no longer under evaluation
         self.registry.set_tags(
             name,
             version,
@@ -87,6 +85,28 @@ class Governance:
             dagster_run_id,
         )
         return decision
+
+    def record_refusal(
+        self, decision: PromotionDecision, actor: str, dagster_run_id: str | None
+    ) -> None:
+        self._record(
+            AuditAction.PROMOTION_REFUSED,
+            actor,
+            decision.version,
+            {"reasons": list(decision.reasons)},
+            dagster_run_id,
+        )
+
+    def next_promotion(self) -> tuple[PromotionDecision | None, list[PromotionDecision]]:
+        """The newest approved version allowed to become champion, and the refused ones.
+
+        Only the newest is offered, so two promotion runs can never race an older approval
+        past a newer one.
+        """
+        decisions = [self.decide(v.version) for v in self.approved_not_promoted()]
+        allowed = [d for d in decisions if d.allowed]
+        newest = max(allowed, key=lambda d: int(d.version), default=None)
+        return newest, [d for d in decisions if not d.allowed]
 
     def awaiting_approval(self) -> list[ModelVersion]:
         """Versions whose gates all passed, not yet approved, newer than the champion."""

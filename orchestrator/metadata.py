@@ -42,13 +42,9 @@ def check_result(result: GateResult, **extra: object) -> dg.AssetCheckResult:
 
 def drift_table(report: DriftReport) -> dg.MetadataValue:
     """Every column and method, worst first, as a table the Dagster UI renders."""
-    rows = [
-        dg.TableRecord({k: ("" if v is None else v) for k, v in record.items()})
-        for record in report.to_records()
-    ]
-    for row in rows:
-        if row.data["statistic"] == "":
-            row.data["statistic"] = float("nan")
+    # Unjudged methods keep statistic None: NaN would serialize as invalid JSON and the UI
+    # would drop exactly the rows that explain an insufficient-data block.
+    rows = [dg.TableRecord(record) for record in report.to_records()]
     return dg.MetadataValue.table(rows, schema=_DRIFT_TABLE_SCHEMA)
 
 

@@ -113,6 +113,10 @@ class MlflowModelRegistry(ModelRegistry):
         self.get_version(name, version)
         self.client.set_registered_model_alias(name, alias, version)
 
+    def delete_alias(self, name: str, alias: str) -> None:
+        if self.get_alias(name, alias) is not None:
+            self.client.delete_registered_model_alias(name, alias)
+
 
 def _version_number(mv) -> int:
     return int(mv.version)

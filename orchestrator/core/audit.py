@@ -7,6 +7,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # gates import drift and spec; the audit log needs only the type
+    from orchestrator.core.gates import GateResult
 
 
 class AuditAction(StrEnum):
@@ -14,6 +18,7 @@ class AuditAction(StrEnum):
     RETRAIN_REQUESTED = "retrain_requested"
     RETRAIN_SUPPRESSED = "retrain_suppressed"
     RETRAIN_WAITING = "retrain_waiting"
+    RETRAIN_STARTED = "retrain_started"
     MODEL_REGISTERED = "model_registered"
     GATE_EVALUATED = "gate_evaluated"
     APPROVAL_GRANTED = "approval_granted"
@@ -53,6 +58,25 @@ class AuditEvent:
             "prev_hash": self.prev_hash,
         }
         return json.dumps(body, sort_keys=True, default=str)
+
+
+def gate_event(
+    model: str,
+    actor: str,
+    result: "GateResult",
+    dagster_run_id: str | None,
+    version: str | None = None,
+    **context: object,
+) -> AuditEvent:
+    """The audit record of one gate evaluation: verdict, reason and the threshold applied."""
+    evidence = {
+        "gate": result.gate,
+        "verdict": result.verdict.value,
+        "reason": result.reason,
+        "threshold": dict(result.threshold),
+        **context,
+    }
+    return AuditEvent(AuditAction.GATE_EVALUATED, actor, model, version, dagster_run_id, evidence)
 
 
 def seal(event: AuditEvent, prev_hash: str | None) -> AuditEvent:

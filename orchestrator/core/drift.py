@@ -248,7 +248,7 @@ def _chi_square(ref: ColumnReference, cur: _Current) -> float:
     known = ref_counts > 0
     n_ref, n_cur = ref_counts[known].sum(), cur_counts[known].sum()
     if n_cur == 0:
-        return math.inf  # nothing comparable: every current value is new
+        return 1.0  # every current value is new: all the mass left the known categories
     p_ref, p_cur = ref_counts[known] / n_ref, cur_counts[known] / n_cur
     w_squared = np.sum((p_cur - p_ref) ** 2 / p_ref)
     noise = (known.sum() - 1) * (1 / n_cur + 1 / n_ref)
@@ -396,7 +396,7 @@ def _fit_column(series: pd.Series, kind: FeatureKind, bins: int) -> ColumnRefere
     null_rate = float(nulls.mean()) if n_rows else 0.0
     values = series[~nulls]
     if kind is FeatureKind.CATEGORICAL:
-        counts = values.astype(str).value_counts()
+        counts = category_labels(values).value_counts()
         return ColumnReference(
             kind,
             n_rows,
@@ -413,13 +413,26 @@ def _fit_column(series: pd.Series, kind: FeatureKind, bins: int) -> ColumnRefere
     return ColumnReference(kind, n_rows, null_rate, numbers, edges, std)
 
 
+def category_labels(values: pd.Series) -> pd.Series:
+    """Non-null category values as text, with whole numbers written as integers.
+
+    An integer-coded column becomes float as soon as a partition holds a null (1 -> 1.0);
+    comparing text as-is would make every category look new.
+    """
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype=float)
+        if np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):
+            return pd.Series(numbers.astype(np.int64), index=values.index).astype(str)
+    return values.astype(str)
+
+
 def _current_column(series: pd.Series, kind: FeatureKind) -> _Current:
     nulls = series.isna()
     n_rows = len(series)
     null_rate = float(nulls.mean()) if n_rows else 0.0
     values = series[~nulls]
     array = (
-        values.astype(str).to_numpy()
+        category_labels(values).to_numpy()
         if kind is FeatureKind.CATEGORICAL
         else (values.to_numpy(dtype=float))
     )

@@ -39,7 +39,13 @@ def duty_problems(version: ModelVersion, approver: str, policy: ApprovalPolicy) 
     problems = []
     if approver not in policy.approvers:
         problems.append(f"{approver!r} is not an approver (approvers: {policy.approvers})")
-    if policy.separation_of_duties and version.tags.get(TAG_TRIGGERED_BY) == approver:
+    trigger = version.tags.get(TAG_TRIGGERED_BY, "unknown")
+    if policy.separation_of_duties and trigger == "unknown":
+        problems.append(
+            "the version does not record who triggered it, so separation of duties "
+            "cannot be checked (tag retraining runs with driftgate/triggered_by)"
+        )
+    elif policy.separation_of_duties and trigger == approver:
         problems.append(f"{approver!r} triggered this version and cannot also approve it")
     return problems
 

@@ -91,6 +91,10 @@ class ModelRegistry(ABC):
     @abstractmethod
     def set_alias(self, name: str, alias: str, version: str) -> None: ...
 
+    @abstractmethod
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove the alias if it is set; no error when it is not."""
+
 
 class InMemoryModelRegistry(ModelRegistry):
     """The fake for unit tests: same contract, no I/O."""
@@ -147,3 +151,6 @@ class InMemoryModelRegistry(ModelRegistry):
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.get_version(name, version)
         self._aliases[(name, alias)] = version
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._aliases.pop((name, alias), None)

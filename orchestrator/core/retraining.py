@@ -73,7 +73,8 @@ def should_retrain(
             return RetrainDecision(
                 RetrainAction.COOLDOWN,
                 f"drift on {latest} suppressed: retraining was triggered for {last_trigger}, "
-                f"cooldown of {policy.cooldown_days} days runs until {cooldown_end}",
+                f"its {policy.cooldown_days}-day cooldown covers drift through "
+                f"{cooldown_end - dt.timedelta(days=1)}",
                 as_of=latest,
             )
     window_start = latest - dt.timedelta(days=30)

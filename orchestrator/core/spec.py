@@ -119,7 +119,7 @@ class DriftPolicy(_Strict):
     categorical_methods: list[str] = ["chi_square", "jensen_shannon", "unseen_share", "null_rate"]
     thresholds: dict[str, Threshold] = Field(default_factory=_default_thresholds)
     bins: int = 10
-    min_rows: int = 200
+    min_rows: int = 1000
 
     _bounds = {"bins": (2, 100), "min_rows": (1, 1e12)}
 

@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from orchestrator.adapters.home import HomeLayout
+from orchestrator.bootstrap import (
+    QUIET_LOGS,
+    freeze_reference_day,
+    replay_time,
+    train_first_candidate,
+)
 from orchestrator.core.errors import DriftgateError
 from orchestrator.core.registry import CHAMPION
 from orchestrator.core.spec import MonitoredModelSpec
@@ -26,9 +32,6 @@ from orchestrator.specs import load_spec
 DEMO_MARKER = ".driftgate-demo"
 DEMO_APPROVER = "demo-approver"
 DEMO_MODEL = "churn"
-# The timeline is the demo's output; Dagster's step-by-step log stays in the instance (and UI).
-# A failed blocking check is an expected outcome here, so even Dagster's ERROR lines stay quiet.
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
@@ -149,27 +152,13 @@ class DemoRun:
 
     # -- the scenario ------------------------------------------------------------------------
 
-    def evaluated_at(self, day: int) -> str:
-        """Each day's run happens at 02:00 UTC the next morning."""
-        return dt.datetime.combine(
-            self.scenario.date(day) + dt.timedelta(days=1), dt.time(2), dt.UTC
-        ).isoformat()
-
     def bootstrap(self) -> None:
         """Load the labelled reference window, train the first model, approve and promote it."""
         s = self.scenario
         for day in range(1, s.reference_days + 1):
             self.today = s.date(day)
             self.landing.land(s, day, features=True, labels=True)
-            result = dg.materialize(
-                self._reference_window_defs(),
-                instance=self.instance,
-                partition_key=s.date(day).isoformat(),
-                resources=self.defs.resources,
-                tags={EVALUATED_AT_TAG: self.evaluated_at(day)},
-                run_config=QUIET_LOGS,
-                raise_on_error=False,
-            )
+            result = freeze_reference_day(self.spec, self.defs, self.instance, self.today)
             contract = self.check(self.names.contract_check, result)
             if contract is None or not contract.passed:
                 raise DriftgateError(f"reference day {self.today} failed its contract")
@@ -177,31 +166,10 @@ class DemoRun:
         self.timeline.add(
             last,
             "history",
-            f"reference window {first}..{last} landed with labels "
-            f"({s.reference_days} partitions, contract checks passed)",
+            f"reference window {first}..{last} landed with "
+            f"labels ({s.reference_days} partitions, contract checks passed)",
         )
-        self.retrain(trigger="bootstrap", first=first, last=last)
-
-    def _reference_window_defs(self) -> list:
-        """feature_table with its freshness and contract checks: drift needs a reference first."""
-        from orchestrator.components import build_model_definitions
-
-        model_defs = build_model_definitions(self.spec)
-        wanted_checks = {self.names.freshness_check, self.names.contract_check}
-        assets = [a for a in model_defs.assets if self.names.feature_table in a.keys]
-        checks = [c for c in model_defs.asset_checks if set(c.check_keys) & wanted_checks]
-        return assets + checks
-
-    def retrain(self, trigger: str, first: dt.date, last: dt.date) -> None:
-        """A retraining outside the sensor: the bootstrap model."""
-        op = self.defs.resolve_assets_def(self.names.training_dataset).op.name
-        result = self.run_job(
-            self.names.retrain_job,
-            run_config={
-                "ops": {op: {"config": {"first": first.isoformat(), "last": last.isoformat()}}}
-            },
-            tags={"driftgate/trigger": trigger, "driftgate/triggered_by": "demo-bootstrap"},
-        )
+        result = train_first_candidate(self.spec, self.defs, self.instance, "demo-bootstrap")
         self.after_retraining(result, review_after_days=0)
 
     def after_retraining(
@@ -263,7 +231,7 @@ class DemoRun:
         result = self.run_job(
             self.names.monitor_job,
             partition_key=self.today.isoformat(),
-            tags={EVALUATED_AT_TAG: self.evaluated_at(day)},
+            tags={EVALUATED_AT_TAG: replay_time(self.today)},
         )
         self.timeline.add(
             self.today,

@@ -49,6 +49,15 @@ def test_ks_matches_hand_computed_maximum_cdf_gap():
     assert statistic(report, "x", "ks") == pytest.approx(0.5)
 
 
+def test_ks_matches_scipys_own_two_sample_case():
+    # scipy's TestKSTwoSamples: x = linspace(1, 100, 100), y = x + 2.1 gives D = 3/100.
+    x = np.linspace(1, 100, 100)
+    report = (
+        detector({"x": NUM}).fit(pd.DataFrame({"x": x})).compare(pd.DataFrame({"x": x + 2 + 0.1}))
+    )
+    assert statistic(report, "x", "ks") == pytest.approx(3.0 / 100)
+
+
 def test_wasserstein_is_scipy_example_divided_by_reference_std():
     # scipy.stats.wasserstein_distance([0, 1, 3], [5, 6, 8]) == 5.0 (scipy's documented example)
     reference = pd.DataFrame({"x": [0.0, 1.0, 3.0]})
@@ -194,3 +203,39 @@ def test_unknown_method_lists_valid_names():
 def test_policy_with_unknown_method_fails_validation_naming_it():
     with pytest.raises(ValueError, match="unknown drift method 'psy'"):
         DriftPolicy(numerical_methods=["psy"])
+
+
+def test_integer_coded_categories_match_when_a_null_makes_them_float():
+    reference = pd.DataFrame({"c": pd.Series([1, 2, 3] * 100)})
+    current = pd.DataFrame({"c": pd.Series([1.0, 2.0, 3.0] * 100 + [np.nan])})
+    report = detector({"c": CAT}).fit(reference).compare(current)
+    assert statistic(report, "c", "unseen_share") == 0.0
+    assert report.columns[0].verdict is DriftVerdict.OK
+
+
+def test_a_full_replacement_of_categories_drifts_even_without_unseen_share():
+    fitted = detector({"c": CAT}, categorical_methods=["chi_square"]).fit(
+        pd.DataFrame({"c": ["a", "b"] * 50})
+    )
+    report = fitted.compare(pd.DataFrame({"c": ["x", "y"] * 50}))
+    assert report.drifted_columns == ["c"]
+
+
+def test_no_blocking_false_alarm_on_same_distribution_at_default_minimum_rows():
+    """200 daily windows at the default min_rows (1000) against a 14-day reference, drawn from
+    the very distribution of the reference: not one may block."""
+    rng = np.random.default_rng(12)
+    categories = [f"k{i}" for i in range(12)]
+    weights = rng.dirichlet(np.ones(12))
+
+    def draw(n: int) -> pd.DataFrame:
+        values = rng.lognormal(size=n)
+        values[rng.random(n) < 0.02] = np.nan
+        return pd.DataFrame({"x": values, "c": rng.choice(categories, n, p=weights)})
+
+    policy = DriftPolicy()
+    assert policy.min_rows == 1000
+    fitted = DriftDetector(DriftSpec(columns={"x": NUM, "c": CAT}, policy=policy)).fit(draw(14_000))
+    verdicts = [fitted.compare(draw(1_000)).verdict for _ in range(200)]
+    assert DriftVerdict.DRIFT not in verdicts
+    assert verdicts.count(DriftVerdict.WARN) <= 20

@@ -36,7 +36,7 @@ def test_breach_retrains_with_run_key_stable_across_ticks():
 def test_cooldown_suppresses_and_says_until_when():
     decision = decide([day(5), day(6)], triggers=[day(3)])
     assert decision.action is RetrainAction.COOLDOWN
-    assert "until 2026-01-11" in decision.reason
+    assert "covers drift through 2026-01-10" in decision.reason
 
 
 def test_after_cooldown_a_new_episode_retrains_from_its_own_onset():

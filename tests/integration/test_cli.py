@@ -78,3 +78,37 @@ def test_promote_refuses_a_version_whose_gate_failed(home):
     version = register(home, **{**PASSING, "gate.evaluation": "block"})
     result = run("promote", "churn", version, "--home", str(home.root))
     assert result.exit_code == 1 and "gate 'evaluation' is block" in result.output
+
+
+def test_bootstrap_trains_the_first_candidate_and_its_trigger_cannot_approve_it(home):
+    from orchestrator.demo.simulator import Landing, Scenario
+    from orchestrator.specs import load_spec
+
+    spec = load_spec("churn")
+    first, last = spec.reference_dates
+    scenario = Scenario(start=first, days=20, drift_day=20, reference_days=14)
+    landing = Landing(home.data, spec.source.features_path, spec.source.labels_path)
+    for day in range(1, scenario.reference_days + 1):
+        landing.land(scenario, day, features=True, labels=True)
+
+    result = run("bootstrap", "churn", "--by", "ml-lead", "--home", str(home.root))
+    assert result.exit_code == 0, result.output
+    assert f"{last}  reference partition frozen, contract ok" in result.output
+    assert "churn v1 registered; evaluation gate: no champion" in result.output
+    registry = MlflowModelRegistry(home.mlflow_tracking_uri, home.mlflow_artifacts)
+    version = registry.get_version("churn", "1")
+    assert version.tags["trigger"] == "bootstrap" and version.tags["triggered_by"] == "ml-lead"
+    assert len(version.training_partitions) == 14
+
+    refused = run("approve", "churn", "1", "--by", "ml-lead", "--home", str(home.root))
+    assert refused.exit_code == 1 and "triggered this version" in refused.output
+    assert (
+        run("approve", "churn", "1", "--by", "demo-approver", "--home", str(home.root)).exit_code
+        == 0
+    )
+
+
+def test_bootstrap_without_landed_data_names_the_missing_day(home):
+    result = run("bootstrap", "churn", "--by", "ml-lead", "--home", str(home.root))
+    assert result.exit_code == 1
+    assert "reference day 2026-01-01 is not usable" in result.output

@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 
 from orchestrator.core.audit import AuditAction, InMemoryAuditLog
 from orchestrator.core.errors import PromotionRefused, RegistryError
-from orchestrator.core.registry import CHAMPION
+from orchestrator.core.registry import CHALLENGER, CHAMPION
 from orchestrator.governance import Governance
 
 pytestmark = pytest.mark.integration
@@ -75,8 +75,9 @@ def test_approve_and_promote_move_the_champion_alias(spec, mlflow_registry):
     ("tags", "approve", "reason"),
     [
         (PASSING, False, "it has no approval"),
-        ({**PASSING, "gate.evaluation": "block"}, False, "gate 'evaluation' is block"),
         ({"gate.evaluation": "pass"}, False, "'training_data_contract' has no recorded result"),
+        # approved while passing, then the gate is re-evaluated and fails before promotion
+        (PASSING, True, "gate 'evaluation' is block"),
     ],
 )
 def test_refused_promotion_leaves_the_champion(spec, mlflow_registry, tags, approve, reason):
@@ -86,11 +87,24 @@ def test_refused_promotion_leaves_the_champion(spec, mlflow_registry, tags, appr
     governance.approve(champion, "alice", "")
     governance.promote(champion, "sensor", None)
     candidate = register(mlflow_registry, **tags).version
+    if approve:
+        governance.approve(candidate, "bob", "looked fine")
+        mlflow_registry.set_tags("toy", candidate, {"gate.evaluation": "block"})
     with pytest.raises(PromotionRefused, match=reason):
         governance.promote(candidate, "sensor", "run-x")
     assert mlflow_registry.get_alias("toy", CHAMPION).version == champion
     assert "promoted_at" not in mlflow_registry.get_version("toy", candidate).tags
     assert audit.events("toy")[-1].action is AuditAction.PROMOTION_REFUSED
+
+
+def test_promotion_clears_the_challenger_it_promotes(spec, mlflow_registry):
+    governance = Governance(spec, mlflow_registry, InMemoryAuditLog())
+    version = register(mlflow_registry, **PASSING).version
+    mlflow_registry.set_alias("toy", CHALLENGER, version)
+    governance.approve(version, "alice", "")
+    governance.promote(version, "sensor", None)
+    assert mlflow_registry.get_alias("toy", CHALLENGER) is None
+    assert mlflow_registry.get_version("toy", version).aliases == (CHAMPION,)
 
 
 def test_missing_version_and_alias(mlflow_registry):

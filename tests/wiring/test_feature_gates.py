@@ -14,6 +14,7 @@ def test_drifted_partition_fails_blocking_drift_check_and_skips_downstream(toy):
     assert drift.value("worst_column") == "x1"
     table = drift.metadata["drift"].value
     assert {row.data["column"] for row in table.records} == {"x1", "x2", "x3", "color", "shop"}
+    assert {"threshold.warn", "threshold.error"} <= set(drift.metadata)
     assert toy.instance.get_latest_materialization_event(toy.names.feature_table) is not None
     assert toy.instance.get_latest_materialization_event(toy.names.feature_profile) is None
     breaches = AuditResource(home=str(toy.home)).log().events("toy", [AuditAction.DRIFT_BREACH])
@@ -51,6 +52,11 @@ def test_stale_feature_table_fails_freshness(toy):
     freshness = check_in_run(toy.instance, toy.names.freshness_check, result.run_id)
     assert freshness is not None and freshness.blocks
     assert "the policy allows 30.0 h" in freshness.reason_text
+    audited = AuditResource(home=str(toy.home)).log().events("toy", [AuditAction.GATE_EVALUATED])
+    assert [(e.evidence["gate"], e.evidence["verdict"]) for e in audited] == [
+        ("freshness", "block")
+    ]
+    assert audited[0].dagster_run_id == result.run_id
 
 
 def test_missing_source_partition_fails_the_run_without_materializing(toy):

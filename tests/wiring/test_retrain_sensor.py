@@ -51,16 +51,23 @@ def test_drift_requests_one_retraining_then_cooldown_suppresses(toy):
     toy.materialize_day(9, shift=1.5)
     suppressed = tick(toy, again.cursor)
     assert not suppressed.run_requests
-    assert "cooldown of 3 days runs until 2026-01-11" in suppressed.skip_message
+    assert "3-day cooldown covers drift through 2026-01-10" in suppressed.skip_message
 
     events = AuditResource(home=str(toy.home)).log().events("toy")
     actions = [e.action for e in events if e.action is not AuditAction.DRIFT_BREACH]
     assert actions == [
         AuditAction.RETRAIN_REQUESTED,
+        AuditAction.RETRAIN_STARTED,
+        AuditAction.GATE_EVALUATED,  # the training data contract
         AuditAction.MODEL_REGISTERED,
-        AuditAction.GATE_EVALUATED,
+        AuditAction.GATE_EVALUATED,  # the evaluation against the champion
         AuditAction.RETRAIN_SUPPRESSED,
     ]
+    started = next(e for e in events if e.action is AuditAction.RETRAIN_STARTED)
+    assert started.dagster_run_id == run.run_id
+    assert started.evidence["run_key"] == request.run_key
+    gates = [e.evidence["gate"] for e in events if e.action is AuditAction.GATE_EVALUATED]
+    assert gates == ["contract", "evaluation"]
 
 
 def test_sensor_waits_for_labelled_data_since_drift_onset(toy):

@@ -1,0 +1,74 @@
+"""Start monitoring a model: freeze its reference window, then train the first candidate.
+
+The drift check compares each day with the champion's training data, and before any champion
+with the configured reference window; so the window's partitions are materialized first (with
+their freshness and contract checks, not the drift check, which has nothing to compare with
+yet), and the first candidate is trained on exactly that window.
+"""
+
+import datetime as dt
+from collections.abc import Mapping
+
+import dagster as dg
+
+from orchestrator.core.spec import MonitoredModelSpec
+from orchestrator.evidence import EVALUATED_AT_TAG, TRIGGER_TAG, TRIGGERED_BY_TAG
+from orchestrator.naming import ModelNames
+
+# Runs here are driven from a terminal that shows its own summary; Dagster's step log stays in
+# the instance (and the UI). A failed blocking check is an expected outcome, hence CRITICAL.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def reference_days(spec: MonitoredModelSpec) -> list[dt.date]:
+    first, last = spec.reference_dates
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def replay_time(day: dt.date) -> str:
+    """A past day is judged as of 02:00 UTC the next morning, as a daily schedule would have."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(2), dt.UTC).isoformat()
+
+
+def freeze_reference_day(
+    spec: MonitoredModelSpec, defs: dg.Definitions, instance: dg.DagsterInstance, day: dt.date
+) -> dg.ExecuteInProcessResult:
+    """Materialize one reference partition with its freshness and contract checks."""
+    from orchestrator.components import build_model_definitions
+
+    names, model_defs = ModelNames(spec.name), build_model_definitions(spec)
+    wanted = {names.freshness_check, names.contract_check}
+    selected = [a for a in model_defs.assets if names.feature_table in a.keys]
+    selected += [c for c in model_defs.asset_checks if set(c.check_keys) & wanted]
+    return dg.materialize(
+        selected,
+        instance=instance,
+        partition_key=day.isoformat(),
+        resources=defs.resources,
+        tags={EVALUATED_AT_TAG: replay_time(day)},
+        run_config=QUIET_LOGS,
+        raise_on_error=False,
+    )
+
+
+def train_first_candidate(
+    spec: MonitoredModelSpec,
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    triggered_by: str,
+    extra_config: Mapping | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Run `retrain_<model>` on the reference window, recording who asked for it."""
+    names = ModelNames(spec.name)
+    first, last = spec.reference_window
+    op = defs.resolve_assets_def(names.training_dataset).op.name
+    return defs.resolve_job_def(names.retrain_job).execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={
+            "ops": {op: {"config": {"first": first, "last": last}}},
+            **QUIET_LOGS,
+            **(extra_config or {}),
+        },
+        tags={TRIGGER_TAG: "bootstrap", TRIGGERED_BY_TAG: triggered_by},
+    )
