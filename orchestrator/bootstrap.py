@@ -7,12 +7,19 @@ yet), and the first candidate is trained on exactly that window.
 """
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import dagster as dg
 
+from orchestrator.core.errors import DataError
 from orchestrator.core.spec import MonitoredModelSpec
-from orchestrator.evidence import EVALUATED_AT_TAG, TRIGGER_TAG, TRIGGERED_BY_TAG
+from orchestrator.evidence import (
+    EVALUATED_AT_TAG,
+    TRIGGER_TAG,
+    TRIGGERED_BY_TAG,
+    CheckEvaluation,
+    check_in_run,
+)
 from orchestrator.naming import ModelNames
 
 # Runs here are driven from a terminal that shows its own summary; Dagster's step log stays in
@@ -72,3 +79,34 @@ def train_first_candidate(
         },
         tags={TRIGGER_TAG: "bootstrap", TRIGGERED_BY_TAG: triggered_by},
     )
+
+
+def freeze_reference_window(
+    spec: MonitoredModelSpec,
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    on_day: Callable[[dt.date], None] = lambda day: None,
+) -> None:
+    """Freeze every reference partition; stop at the first one that is missing or breaks the
+    contract (DataError naming the day). Frozen days stay frozen: re-running resumes."""
+    names = ModelNames(spec.name)
+    for day in reference_days(spec):
+        result = freeze_reference_day(spec, defs, instance, day)
+        contract = check_in_run(instance, names.contract_check, result.run_id)
+        if not result.success or contract is None or not contract.passed:
+            reason = contract.reason_text if contract else "the partition did not materialize"
+            raise DataError(f"{spec.name}: reference day {day} is not usable: {reason}")
+        on_day(day)
+
+
+def first_candidate(
+    spec: MonitoredModelSpec, defs: dg.Definitions, instance: dg.DagsterInstance, actor: str
+) -> tuple[dg.ExecuteInProcessResult, CheckEvaluation]:
+    """Train v1 on the reference window; its evaluation gate (against `min_metric`)."""
+    run = train_first_candidate(spec, defs, instance, actor)
+    evaluation = check_in_run(instance, ModelNames(spec.name).evaluation_check, run.run_id)
+    if evaluation is None:
+        raise DataError(
+            f"{spec.name}: the first training run registered no version (Dagster run {run.run_id})"
+        )
+    return run, evaluation

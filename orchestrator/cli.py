@@ -123,33 +123,28 @@ def bootstrap(
     """Freeze a model's reference window and train its first candidate, ready for approval."""
     import dagster as dg
 
-    from orchestrator.bootstrap import freeze_reference_day, reference_days, train_first_candidate
+    from orchestrator.bootstrap import first_candidate, freeze_reference_window
     from orchestrator.definitions import defs as load_defs
-    from orchestrator.evidence import check_in_run
-    from orchestrator.naming import ModelNames
     from orchestrator.specs import load_spec
 
     actor = by or os.environ.get("DRIFTGATE_USER")
     if not actor:
         _fail(DriftgateError("say who starts the model: --by NAME or DRIFTGATE_USER"))
     _open_home(home)
-    spec, defs, names = load_spec(model), load_defs(), ModelNames(model)
-    with dg.DagsterInstance.get() as instance:
-        for day in reference_days(spec):
-            result = freeze_reference_day(spec, defs, instance, day)
-            contract = check_in_run(instance, names.contract_check, result.run_id)
-            if not result.success or contract is None or not contract.passed:
-                reason = contract.reason_text if contract else "the partition did not materialize"
-                _fail(DriftgateError(f"{model}: reference day {day} is not usable: {reason}"))
-            _console().print(f"{day}  reference partition frozen, contract ok")
-        run = train_first_candidate(spec, defs, instance, actor)
-        evaluation = check_in_run(instance, names.evaluation_check, run.run_id)
-    if evaluation is None:
-        _fail(
-            DriftgateError(
-                f"{model}: the first training run registered no version (Dagster run {run.run_id})"
+    spec, defs = load_spec(model), load_defs()
+    try:
+        with dg.DagsterInstance.get() as instance:
+            freeze_reference_window(
+                spec,
+                defs,
+                instance,
+                on_day=lambda day: _console().print(
+                    f"{day}  reference partition frozen, contract ok"
+                ),
             )
-        )
+            _, evaluation = first_candidate(spec, defs, instance, actor)
+    except DriftgateError as e:
+        _fail(e)
     version = evaluation.value("version")
     _console().print(f"{model} v{version} registered; evaluation gate: {evaluation.reason_text}")
     if evaluation.passed:
