@@ -323,7 +323,3 @@ def _evidence_summary(evidence: dict) -> str:
         if evidence.get(key):
             return f"{key}: {evidence[key]}"[:100]
     return ""
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())
