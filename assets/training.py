@@ -20,7 +20,7 @@ from orchestrator.core.registry import (
     TAG_TRIGGER,
     TAG_TRIGGERED_BY,
 )
-from orchestrator.core.spec import MonitoredModelSpec
+from orchestrator.core.spec import MonitoredModelSpec, date_range
 from orchestrator.evidence import (
     TRIGGER_TAG,
     TRIGGERED_BY_TAG,
@@ -59,7 +59,7 @@ def training_partitions(
         if config.first
         else last - dt.timedelta(days=spec.retrain.training_window_days - 1)
     )
-    days = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    days = [day.isoformat() for day in date_range(first, last)]
     return [d for d in days if store.has_source("labels", d)]
 
 

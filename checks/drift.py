@@ -1,7 +1,5 @@
 """Drift gate: a feature partition compared with the reference the champion was trained on."""
 
-import datetime as dt
-
 import dagster as dg
 import pandas as pd
 
@@ -22,8 +20,7 @@ def reference_partitions(spec: MonitoredModelSpec, registry: ModelRegistry) -> l
     champion = registry.get_alias(spec.name, CHAMPION)
     if champion is not None and champion.training_partitions:
         return champion.training_partitions
-    first, last = spec.reference_dates
-    return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    return [day.isoformat() for day in spec.reference_days]
 
 
 def load_reference(

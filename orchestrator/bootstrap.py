@@ -27,11 +27,6 @@ from orchestrator.naming import ModelNames
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def reference_days(spec: MonitoredModelSpec) -> list[dt.date]:
-    first, last = spec.reference_dates
-    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-
-
 def replay_time(day: dt.date) -> str:
     """A past day is judged as of 02:00 UTC the next morning, as a daily schedule would have."""
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(2), dt.UTC).isoformat()
@@ -90,7 +85,7 @@ def freeze_reference_window(
     """Freeze every reference partition; stop at the first one that is missing or breaks the
     contract (DataError naming the day). Frozen days stay frozen: re-running resumes."""
     names = ModelNames(spec.name)
-    for day in reference_days(spec):
+    for day in spec.reference_days:
         result = freeze_reference_day(spec, defs, instance, day)
         contract = check_in_run(instance, names.contract_check, result.run_id)
         if not result.success or contract is None or not contract.passed:

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from orchestrator.core.errors import DataError
+from orchestrator.core.spec import date_range
 
 
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
@@ -78,10 +79,5 @@ class PartitionStore:
 
     def labelled_rows(self, first: dt.date, last: dt.date) -> int:
         """Rows in the label files that have landed for partitions first..last."""
-        total, day = 0, first
-        while day <= last:
-            path = self.source_path("labels", day.isoformat())
-            if path.exists():
-                total += pq.ParquetFile(path).metadata.num_rows
-            day += dt.timedelta(days=1)
-        return total
+        paths = [self.source_path("labels", day.isoformat()) for day in date_range(first, last)]
+        return sum(pq.ParquetFile(path).metadata.num_rows for path in paths if path.exists())

@@ -21,6 +21,11 @@ def _iso_date(value: str) -> dt.date:
         raise ValueError(f"{value!r} is not a date in YYYY-MM-DD form") from e
 
 
+def date_range(first: dt.date, last: dt.date) -> list[dt.date]:
+    """Every day from `first` to `last`, both included (empty when last < first)."""
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
 class _Strict(BaseModel):
     """Forbids unknown fields and checks numeric bounds declared in `_bounds`.
 
@@ -261,6 +266,10 @@ class MonitoredModelSpec(_Strict):
     def reference_dates(self) -> tuple[dt.date, dt.date]:
         first, last = self.reference_window
         return dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+
+    @property
+    def reference_days(self) -> list[dt.date]:
+        return date_range(*self.reference_dates)
 
     @property
     def feature_names(self) -> list[str]:

@@ -267,10 +267,9 @@ class DemoOptions:
 
 def scenario_for(spec: MonitoredModelSpec, options: DemoOptions) -> Scenario:
     """The demo's days start with the model's configured reference window."""
-    first, last = spec.reference_dates
     return Scenario(
-        start=first,
-        reference_days=(last - first).days + 1,
+        start=spec.reference_days[0],
+        reference_days=len(spec.reference_days),
         days=options.days,
         drift_day=options.drift_day,
         seed=options.seed,
