@@ -56,21 +56,18 @@ def _fail(error: Exception) -> None:
 
 
 def _open_home(home: Path | None) -> HomeLayout:
-    from orchestrator.demo.runner import use_home
-
-    layout = HomeLayout.resolve(str(home) if home else None)
-    use_home(layout)
-    return layout
+    return HomeLayout.resolve(str(home) if home else None).activate()
 
 
 def _governance(model: str, layout: HomeLayout):
-    from orchestrator.adapters.audit_store import SqliteAuditLog
-    from orchestrator.adapters.mlflow_registry import MlflowModelRegistry
+    """The same registry and audit log the Dagster resources construct, over `layout`."""
     from orchestrator.governance import Governance
+    from orchestrator.resources import AuditResource, RegistryResource
     from orchestrator.specs import load_spec
 
-    registry = MlflowModelRegistry(layout.mlflow_tracking_uri, layout.mlflow_artifacts)
-    return Governance(load_spec(model), registry, SqliteAuditLog(layout.audit_db))
+    home = str(layout.root)
+    registry = RegistryResource(home=home).registry()
+    return Governance(load_spec(model), registry, AuditResource(home=home).log())
 
 
 @app.command()
@@ -183,6 +180,7 @@ def promote(
     """Run the promotion job now for an approved version, instead of waiting for the sensor."""
     import dagster as dg
 
+    from orchestrator.bootstrap import QUIET_LOGS
     from orchestrator.definitions import defs as load_defs
     from orchestrator.naming import ModelNames
 
@@ -198,7 +196,7 @@ def promote(
             raise_on_error=False,
             run_config={
                 "ops": {op: {"config": {"version": version, "actor": actor}}},
-                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                **QUIET_LOGS,
             },
         )
     if not result.success:

@@ -51,6 +51,11 @@ class HomeLayout:
             shutil.copy(INSTANCE_TEMPLATE, self.dagster_home / "dagster.yaml")
         return self
 
+    def activate(self) -> "HomeLayout":
+        """Point this process's Dagster, MLflow and driftgate here (creating what is missing)."""
+        os.environ.update(self.ensure().environment())
+        return self
+
     def environment(self) -> dict[str, str]:
         """Variables that point Dagster, MLflow and driftgate here, with telemetry off."""
         return {

@@ -6,7 +6,6 @@ they return is executed (with the daemon's run_key dedupe applied here, as the d
 """
 
 import datetime as dt
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,11 +63,6 @@ def prepare_home(home: HomeLayout, reset: bool) -> None:
         shutil.rmtree(home.root)
     home.ensure()
     (home.root / DEMO_MARKER).write_text("created by driftgate demo\n")
-
-
-def use_home(home: HomeLayout) -> None:
-    """Point this process's Dagster, MLflow and driftgate at `home`."""
-    os.environ.update(home.ensure().environment())
 
 
 class DemoRun:
@@ -286,7 +280,7 @@ def run_demo(
     spec = load_spec(DEMO_MODEL)
     scenario = scenario_for(spec, options)  # invalid options fail before anything is deleted
     prepare_home(home, reset)
-    use_home(home)
+    home.activate()
     from orchestrator.definitions import defs as load_defs
 
     defs = load_defs()
