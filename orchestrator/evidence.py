@@ -46,9 +46,9 @@ class CheckEvaluation:
     def summary(self, label: str) -> str:
         """`label ok|WARN|FAILED`, with the worst column and its score where there is one."""
         outcome = "ok" if self.passed else ("WARN" if not self.blocks else "FAILED")
-        worst = self.value("worst_column")
-        if worst is not None and not self.passed and self.value("worst_statistic") is not None:
-            statistic = float(self.value("worst_statistic") or 0)
+        worst, statistic = self.value("worst_column"), self.value("worst_statistic")
+        if worst is not None and not self.passed and statistic is not None:
+            statistic = float(statistic)
             return (
                 f"{label} {outcome} (worst {worst}: {self.value('worst_method')} {statistic:.3f})"
             )
