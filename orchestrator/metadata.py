@@ -7,6 +7,7 @@ from orchestrator.core.gates import ExpectationFailure, GateResult, GateVerdict
 
 _DRIFT_TABLE_SCHEMA = dg.TableSchema(
     columns=[
+        dg.TableColumn("segment", "string"),
         dg.TableColumn("column", "string"),
         dg.TableColumn("method", "string"),
         dg.TableColumn("statistic", "float"),

@@ -1,31 +1,55 @@
-"""Univariate drift between a reference window and a current partition.
+"""Drift between a reference and current data, computed from mergeable profiles.
 
-Configuration (`DriftSpec`), calculation (the method registry) and judgement (thresholds ->
-`DriftVerdict`) are kept apart, as in Evidently. Every statistic is an effect size, so a verdict
-does not flip just because a partition is larger; p-values are reported only as context.
+Configuration (`DriftSpec`), calculation (the method registry, over `Profile`s) and judgement
+(thresholds -> `DriftVerdict`) are kept apart, as in Evidently. The default methods are effect
+sizes, so a verdict does not flip just because a window is larger; p-value methods are opt-in
+and corrected across columns and segments with Benjamini-Hochberg.
 
-    detector = DriftDetector(spec).fit(reference_df)
-    report = detector.compare(current_df)
-    report.drifted_columns  # ['income', 'device_os']
+    detector = DriftDetector(spec).fit(reference)     # DataFrame, Arrow table or Parquet path
+    daily = detector.profile(partition)               # small, mergeable
+    report = detector.compare(daily.merge(yesterday)) # or a DataFrame, a table, a path
+    report.drifted_columns                            # ['income', 'device_os']
 """
 
+import hashlib
+import io
 import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from orchestrator.core.errors import DataError, NotFittedError, UnknownMethodError
-from orchestrator.core.spec import DriftPolicy, FeatureKind, MonitoredModelSpec, Threshold
+from orchestrator.core.profile import (
+    OVERALL,
+    Batch,
+    Codebook,
+    ColumnProfile,
+    NumericGrid,
+    Profile,
+    Source,
+    arrays_from_bytes,
+    arrays_to_bytes,
+    categorical_profile,
+    empty_profile,
+    iter_batches,
+    numeric_profile,
+    source_rows,
+    write_atomically,
+)
+from orchestrator.core.spec import DriftPolicy, FeatureKind, MonitoredModelSpec
 
 # Empty bins would make PSI infinite; this floor is the usual smoothing (Evidently uses 1e-4 too).
 _PSI_FLOOR = 1e-4
+_SAMPLE_ROWS = 200_000  # rows sampled from the reference to place the numerical grids
 
 
 class DriftVerdict(StrEnum):
@@ -51,16 +75,40 @@ def worst_verdict(verdicts: Iterable[DriftVerdict]) -> DriftVerdict:
 
 
 class DriftSpec(BaseModel):
-    """Which columns to watch, their kinds, and the policy that judges them."""
+    """Which columns to watch, their kinds, the segment columns, and the judging policy."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     columns: dict[str, FeatureKind]
+    segments: list[str] = []
     policy: DriftPolicy = Field(default_factory=DriftPolicy)
 
     @classmethod
     def for_model(cls, spec: MonitoredModelSpec) -> "DriftSpec":
-        return cls(columns={f.name: f.kind for f in spec.features}, policy=spec.drift)
+        return cls(
+            columns={f.name: f.kind for f in spec.features},
+            segments=spec.segments,
+            policy=spec.drift,
+        )
+
+    @property
+    def segment_definitions(self) -> list[tuple[str, ...]]:
+        return [(s,) for s in self.segments] + [tuple(c) for c in self.policy.segment_crosses]
+
+
+@dataclass(frozen=True)
+class AppliedThreshold:
+    """The levels one verdict applied. `above`: an effect size at or above a level breaches
+    it; `below`: a (corrected) p-value at or below it does. `learned` says where they came
+    from."""
+
+    warn: float
+    error: float
+    direction: Literal["above", "below"] = "above"
+    learned: bool = False
+
+    def breached(self, statistic: float, level: float) -> bool:
+        return statistic >= level if self.direction == "above" else statistic <= level
 
 
 @dataclass(frozen=True)
@@ -70,7 +118,7 @@ class MethodResult:
     column: str
     method: str
     statistic: float | None
-    threshold: Threshold
+    threshold: AppliedThreshold
     verdict: DriftVerdict
     reason: str
 
@@ -94,9 +142,35 @@ class ColumnDrift:
 
 
 def _error_ratio(result: MethodResult) -> float:
-    if result.statistic is None or result.threshold.error == 0:
+    statistic, level = result.statistic, result.threshold.error
+    if statistic is None or level == 0:
         return 0.0
-    return result.statistic / result.threshold.error
+    if result.threshold.direction == "below":
+        return level / max(statistic, 1e-300)
+    return statistic / level
+
+
+def _rank_key(column: ColumnDrift) -> tuple[int, float]:
+    return _SEVERITY[column.verdict], _error_ratio(column.worst)
+
+
+@dataclass(frozen=True)
+class SegmentDrift:
+    """The columns of one segment (such as region=eu) against the same segment of the
+    reference. Too few rows make it insufficient_data, which is reported but never blocks."""
+
+    segment: str
+    n_reference: int
+    n_current: int
+    columns: tuple[ColumnDrift, ...]
+
+    @property
+    def verdict(self) -> DriftVerdict:
+        return worst_verdict(c.verdict for c in self.columns)
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [c.column for c in self.columns if c.verdict is DriftVerdict.DRIFT]
 
 
 @dataclass(frozen=True)
@@ -104,10 +178,21 @@ class DriftReport:
     columns: tuple[ColumnDrift, ...]
     n_reference: int
     n_current: int
+    segments: tuple[SegmentDrift, ...] = ()
+    multivariate: object | None = None  # a MultivariateResult when the policy enables it
 
     @property
     def verdict(self) -> DriftVerdict:
-        return worst_verdict(c.verdict for c in self.columns)
+        """Worst of the columns, the judged segments and the multivariate result."""
+        verdicts = [c.verdict for c in self.columns]
+        verdicts += [
+            s.verdict for s in self.segments if s.verdict is not DriftVerdict.INSUFFICIENT_DATA
+        ]
+        if self.multivariate is not None and (
+            self.multivariate.verdict is not DriftVerdict.INSUFFICIENT_DATA
+        ):
+            verdicts.append(self.multivariate.verdict)
+        return worst_verdict(verdicts)
 
     def columns_with(self, verdict: DriftVerdict) -> list[str]:
         return [c.column for c in self.columns if c.verdict is verdict]
@@ -116,17 +201,34 @@ class DriftReport:
     def drifted_columns(self) -> list[str]:
         return self.columns_with(DriftVerdict.DRIFT)
 
+    @property
+    def drifted_segments(self) -> list[str]:
+        return [s.segment for s in self.ranked_segments() if s.verdict is DriftVerdict.DRIFT]
+
+    @property
+    def multivariate_drift(self) -> bool:
+        return self.multivariate is not None and self.multivariate.verdict is DriftVerdict.DRIFT
+
     def ranked(self) -> list[ColumnDrift]:
         """Columns worst first: by verdict severity, then by how far past the error level."""
+        return sorted(self.columns, key=_rank_key, reverse=True)
+
+    def ranked_segments(self) -> list[SegmentDrift]:
         return sorted(
-            self.columns,
-            key=lambda c: (_SEVERITY[c.verdict], _error_ratio(c.worst)),
+            self.segments,
+            key=lambda s: max((_rank_key(c) for c in s.columns), default=(0, 0.0)),
             reverse=True,
         )
 
     def to_records(self) -> list[dict]:
+        """Every method on every column, overall first, then segments, each worst first."""
+        units = [(OVERALL, self.ranked())] + [
+            (s.segment, sorted(s.columns, key=_rank_key, reverse=True))
+            for s in self.ranked_segments()
+        ]
         return [
             {
+                "segment": segment or "(all)",
                 "column": m.column,
                 "method": m.method,
                 "statistic": m.statistic,
@@ -135,77 +237,56 @@ class DriftReport:
                 "verdict": m.verdict.value,
                 "reason": m.reason,
             }
-            for c in self.ranked()
+            for segment, columns in units
+            for c in columns
             for m in c.methods
         ]
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame.from_records(self.to_records())
 
-
-@dataclass(frozen=True)
-class ColumnReference:
-    """What `fit` learns about one reference column."""
-
-    kind: FeatureKind
-    n_rows: int
-    null_rate: float
-    values: np.ndarray  # numerical: sorted non-null values; categorical: unused (empty)
-    edges: np.ndarray  # numerical: interior quantile cut points
-    std: float
-    categories: dict[str, int] = dataclass_field(default_factory=dict)
-
-    @property
-    def n_values(self) -> int:
-        return (
-            int(self.values.size)
-            if self.kind is FeatureKind.NUMERICAL
-            else sum(self.categories.values())
-        )
-
-
-@dataclass(frozen=True)
-class _Current:
-    n_rows: int
-    null_rate: float
-    values: np.ndarray  # numerical: non-null values; categorical: non-null values as str
+    def to_dict(self) -> dict:
+        return {
+            "verdict": self.verdict.value,
+            "n_reference": self.n_reference,
+            "n_current": self.n_current,
+            "drifted_columns": self.drifted_columns,
+            "drifted_segments": self.drifted_segments,
+            "results": self.to_records(),
+            "multivariate": None if self.multivariate is None else self.multivariate.to_dict(),
+        }
 
 
 # --- the method registry -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
+class ColumnContext:
+    """What the methods need besides the two profiles: the bins the reference defined."""
+
+    grid: NumericGrid | None
+    codebook: Codebook | None
+    coarse_starts: np.ndarray | None  # numerical: first fine bin of each coarse quantile bin
+
+
+Statistic = tuple[float, str]  # value, and a note for the reason ("" when none)
+
+
+@dataclass(frozen=True)
 class DriftMethod:
     name: str
     kinds: frozenset[FeatureKind]
-    compute: Callable[[ColumnReference, _Current], float]
+    compute: Callable[[ColumnProfile, ColumnProfile, ColumnContext], Statistic]
     needs_values: bool = True  # False: judged on row counts (null rate), not on non-null values
+    p_value: bool = False  # True: the statistic is a p-value, judged against alpha after BH
 
 
-def _binned(ref: ColumnReference, cur: _Current) -> tuple[np.ndarray, np.ndarray]:
-    """Reference and current fractions over the reference's quantile bins plus a null bin."""
-    n_bins = ref.edges.size + 1
-    ref_counts = np.bincount(np.searchsorted(ref.edges, ref.values, side="right"), minlength=n_bins)
-    cur_counts = np.bincount(np.searchsorted(ref.edges, cur.values, side="right"), minlength=n_bins)
-    ref_frac = np.append(ref_counts * (1 - ref.null_rate) / max(ref.values.size, 1), ref.null_rate)
-    cur_frac = np.append(cur_counts * (1 - cur.null_rate) / max(cur.values.size, 1), cur.null_rate)
-    return ref_frac, cur_frac
-
-
-def _category_counts(ref: ColumnReference, cur: _Current) -> tuple[np.ndarray, np.ndarray]:
-    """Non-null counts per category, reference categories first, then the unseen ones."""
-    cur_counts = pd.Series(cur.values).value_counts()
-    names = list(ref.categories) + [c for c in cur_counts.index if c not in ref.categories]
-    ref_c = np.array([ref.categories.get(n, 0) for n in names], dtype=float)
-    cur_c = np.array([cur_counts.get(n, 0) for n in names], dtype=float)
-    return ref_c, cur_c
-
-
-def _category_fractions(ref: ColumnReference, cur: _Current) -> tuple[np.ndarray, np.ndarray]:
-    ref_c, cur_c = _category_counts(ref, cur)
-    ref_frac = np.append(ref_c * (1 - ref.null_rate) / max(ref_c.sum(), 1), ref.null_rate)
-    cur_frac = np.append(cur_c * (1 - cur.null_rate) / max(cur_c.sum(), 1), cur.null_rate)
-    return ref_frac, cur_frac
+def _fractions(profile: ColumnProfile, ctx: ColumnContext) -> np.ndarray:
+    """Fractions of rows over the coarse bins (numerical) or categories, plus the null bin."""
+    counts = profile.counts
+    if ctx.coarse_starts is not None:
+        counts = np.append(np.add.reduceat(counts[:-1], ctx.coarse_starts), counts[-1])
+    return counts / max(profile.n_rows, 1)
 
 
 def population_stability_index(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -216,25 +297,65 @@ def population_stability_index(expected: np.ndarray, actual: np.ndarray) -> floa
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def _psi(ref: ColumnReference, cur: _Current) -> float:
-    return population_stability_index(*_binned(ref, cur))
+def _psi(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext) -> Statistic:
+    return population_stability_index(_fractions(ref, ctx), _fractions(cur, ctx)), ""
 
 
-def _jensen_shannon(ref: ColumnReference, cur: _Current) -> float:
-    fractions = _binned if ref.kind is FeatureKind.NUMERICAL else _category_fractions
-    return float(jensenshannon(*fractions(ref, cur), base=2))
+def _jensen_shannon(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext) -> Statistic:
+    return float(jensenshannon(_fractions(ref, ctx), _fractions(cur, ctx), base=2)), ""
 
 
-def _wasserstein(ref: ColumnReference, cur: _Current) -> float:
+def _cdfs(ref: ColumnProfile, cur: ColumnProfile) -> tuple[np.ndarray, np.ndarray]:
+    """Each side's non-null mass per fine bin (underflow, grid, overflow)."""
+    return ref.counts[:-1] / ref.n_values, cur.counts[:-1] / cur.n_values
+
+
+def _ks(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext) -> Statistic:
+    """The largest CDF gap, read at the fine bin edges.
+
+    Inside a bin each CDF only rises, so the gap can exceed its value at the edges by at most
+    the smaller of the two masses in that bin: that is the stated error bound.
+    """
+    ref_mass, cur_mass = _cdfs(ref, cur)
+    gap = np.abs(np.cumsum(ref_mass) - np.cumsum(cur_mass))
+    bound = float(np.max(np.minimum(ref_mass, cur_mass)))
+    return float(gap.max()), f"binning error at most {bound:.2g}"
+
+
+def _bin_integrals(profile: ColumnProfile, edges: np.ndarray) -> np.ndarray:
+    """The integral of the CDF over each fine bin, exact from the bin's count and sum.
+
+    Over bin [a, b) the CDF integrates to F(a)(b - a) + sum over its values of (b - x), / n;
+    below the grid to sum(lo - x) / n; above it, (F - 1) integrates to -sum(x - hi) / n.
+    """
+    n = profile.n_values
+    counts, sums = profile.counts[:-1], profile.sums[:-1]
+    before = np.cumsum(counts) - counts  # values in earlier bins
+    grid = (before[1:-1] * np.diff(edges) + counts[1:-1] * edges[1:] - sums[1:-1]) / n
+    under = (counts[0] * edges[0] - sums[0]) / n
+    over = -(sums[-1] - counts[-1] * edges[-1]) / n
+    return np.concatenate(([under], grid, [over]))
+
+
+def _wasserstein(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext) -> Statistic:
+    """Earth mover's distance divided by the reference's standard deviation.
+
+    W1 is the integral of |F_ref - F_cur|; per fine bin the integral of F_ref - F_cur is exact
+    (see `_bin_integrals`), so only bins where the two CDFs cross lose anything.
+    """
+    edges = ctx.grid.edges
+    gap = np.abs(_bin_integrals(ref, edges) - _bin_integrals(cur, edges)).sum()
     scale = ref.std if ref.std > 0 else 1.0
-    return float(stats.wasserstein_distance(ref.values, cur.values) / scale)
+    return float(gap / scale), ""
 
 
-def _ks(ref: ColumnReference, cur: _Current) -> float:
-    return float(stats.ks_2samp(ref.values, cur.values).statistic)
+def _known_counts(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext):
+    """Counts over the reference's categories (named ones and "other"), which both sides share."""
+    known = slice(0, ctx.codebook.unseen)
+    return ref.counts[known].astype(float), cur.counts[known].astype(float)
 
 
-def _chi_square(ref: ColumnReference, cur: _Current) -> float:
+def _chi_square(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext) -> Statistic:
     """Cohen's w, the effect size of the chi-square goodness-of-fit test of current against
     reference proportions: sqrt(sum((p_cur - p_ref)^2 / p_ref)) over the reference's categories.
 
@@ -244,37 +365,59 @@ def _chi_square(ref: ColumnReference, cur: _Current) -> float:
     subtracted (as in Bergsma's bias-corrected Cramér's V), so small windows do not cry wolf.
     Categories the reference never saw are left to `unseen_share`.
     """
-    ref_counts, cur_counts = _category_counts(ref, cur)
-    known = ref_counts > 0
-    n_ref, n_cur = ref_counts[known].sum(), cur_counts[known].sum()
+    ref_counts, cur_counts = _known_counts(ref, cur, ctx)
+    used = ref_counts > 0
+    n_ref, n_cur = ref_counts[used].sum(), cur_counts[used].sum()
     if n_cur == 0:
-        return 1.0  # every current value is new: all the mass left the known categories
-    p_ref, p_cur = ref_counts[known] / n_ref, cur_counts[known] / n_cur
+        return 1.0, "every current value is new"
+    p_ref, p_cur = ref_counts[used] / n_ref, cur_counts[used] / n_cur
     w_squared = np.sum((p_cur - p_ref) ** 2 / p_ref)
-    noise = (known.sum() - 1) * (1 / n_cur + 1 / n_ref)
-    return float(math.sqrt(max(w_squared - noise, 0.0)))
+    noise = (used.sum() - 1) * (1 / n_cur + 1 / n_ref)
+    return float(math.sqrt(max(w_squared - noise, 0.0))), ""
 
 
-def _unseen_share(ref: ColumnReference, cur: _Current) -> float:
-    unseen = ~pd.Series(cur.values).isin(ref.categories.keys())
-    return float(unseen.mean())
+def _unseen_share(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext) -> Statistic:
+    share = cur.counts[ctx.codebook.unseen] / max(cur.n_values, 1)
+    examples = ", ".join(list(cur.unseen)[:3])
+    return float(share), f"e.g. {examples}" if examples else ""
 
 
-def _null_rate(ref: ColumnReference, cur: _Current) -> float:
-    return abs(cur.null_rate - ref.null_rate)
+def _null_rate(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext) -> Statistic:
+    return abs(cur.null_rate - ref.null_rate), ""
+
+
+def _ks_test(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext) -> Statistic:
+    """p-value of the two-sample KS test (asymptotic, as scipy's ks_2samp for large samples)."""
+    statistic, _ = _ks(ref, cur, ctx)
+    n, m = ref.n_values, cur.n_values
+    p = stats.distributions.kstwo.sf(statistic, np.round(n * m / (n + m)))
+    return float(np.clip(p, 0, 1)), f"D={statistic:.4g}"
+
+
+def _chi_square_test(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext) -> Statistic:
+    """p-value of the chi-square test of homogeneity over every category, unseen ones too."""
+    table = np.vstack([ref.counts[:-1], cur.counts[:-1]])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return 1.0, "a single category on both sides"
+    result = stats.chi2_contingency(table, correction=False)
+    return float(result.pvalue), f"chi2={result.statistic:.4g}"
 
 
 _BOTH = frozenset(FeatureKind)
+_NUM, _CAT = frozenset({FeatureKind.NUMERICAL}), frozenset({FeatureKind.CATEGORICAL})
 METHODS: dict[str, DriftMethod] = {
     m.name: m
     for m in (
-        DriftMethod("psi", frozenset({FeatureKind.NUMERICAL}), _psi),
+        DriftMethod("psi", _NUM, _psi),
         DriftMethod("jensen_shannon", _BOTH, _jensen_shannon),
-        DriftMethod("wasserstein", frozenset({FeatureKind.NUMERICAL}), _wasserstein),
-        DriftMethod("ks", frozenset({FeatureKind.NUMERICAL}), _ks),
-        DriftMethod("chi_square", frozenset({FeatureKind.CATEGORICAL}), _chi_square),
-        DriftMethod("unseen_share", frozenset({FeatureKind.CATEGORICAL}), _unseen_share),
+        DriftMethod("wasserstein", _NUM, _wasserstein),
+        DriftMethod("ks", _NUM, _ks),
+        DriftMethod("chi_square", _CAT, _chi_square),
+        DriftMethod("unseen_share", _CAT, _unseen_share),
         DriftMethod("null_rate", _BOTH, _null_rate, needs_values=False),
+        DriftMethod("ks_test", _NUM, _ks_test, p_value=True),
+        DriftMethod("chi_square_test", _CAT, _chi_square_test, p_value=True),
     )
 }
 
@@ -295,148 +438,583 @@ def get_method(name: str, kind: FeatureKind) -> DriftMethod:
 
 
 class DriftDetector:
-    """Learns the reference distribution of every watched column, then judges current data."""
+    """Learns the reference (bins, categories, thresholds), then profiles and judges data."""
 
     def __init__(self, spec: DriftSpec):
         self.spec = spec
+        policy = spec.policy
         self._methods = {
-            column: [get_method(name, kind) for name in self._method_names(kind)]
+            column: [
+                get_method(name, kind)
+                for name in (
+                    policy.numerical_methods
+                    if kind is FeatureKind.NUMERICAL
+                    else policy.categorical_methods
+                )
+            ]
             for column, kind in spec.columns.items()
         }
+        self._categorical = [c for c, k in spec.columns.items() if k is FeatureKind.CATEGORICAL]
+        self._numerical = [c for c, k in spec.columns.items() if k is FeatureKind.NUMERICAL]
+        self._segment_columns = sorted({c for d in spec.segment_definitions for c in d})
 
-    def _method_names(self, kind: FeatureKind) -> list[str]:
-        policy = self.spec.policy
-        return (
-            policy.numerical_methods
-            if kind is FeatureKind.NUMERICAL
-            else (policy.categorical_methods)
-        )
+    # -- fit --
 
-    def fit(self, reference: pd.DataFrame) -> "DriftDetector":
-        missing = [c for c in self.spec.columns if c not in reference.columns]
-        if missing:
-            raise DataError(f"reference data lacks watched columns {missing}")
-        self.reference_ = {
-            column: _fit_column(reference[column], kind, self.spec.policy.bins)
-            for column, kind in self.spec.columns.items()
+    def fit(self, reference: Source) -> "DriftDetector":
+        """Learn from the reference in two passes over it (a Parquet file is streamed):
+        category counts and a row sample first, then the profile, chunk by chunk."""
+        n_rows = source_rows(reference)
+        columns = sorted({*self.spec.columns, *self._segment_columns})
+        passes = _Passes(reference, columns, self._categorical + self._segment_columns)
+        sample, category_counts = self._survey(passes, n_rows)
+        mistyped = [
+            f"{c!r} has dtype {sample[c].dtype}"
+            for c in self._numerical
+            if not (pd.api.types.is_numeric_dtype(sample[c]) or sample[c].isna().all())
+        ]
+        if mistyped:
+            raise DataError(f"reference data: numerical columns {', '.join(mistyped)}")
+        self.grids_ = {
+            c: NumericGrid.from_sample(sample[c].to_numpy(float)) for c in self._numerical
         }
-        self.n_reference_ = len(reference)
+        top_k, max_segments = self.spec.policy.top_categories, self.spec.policy.max_segments
+        self.codebooks_ = {
+            c: Codebook.from_counts(category_counts[c], top_k) for c in self._categorical
+        }
+        self.segment_codebooks_ = {
+            c: Codebook.from_counts(category_counts[c], max_segments) for c in self._segment_columns
+        }
+        self.reference_id_ = self._fingerprint()
+        learned = self.spec.policy.learned_thresholds
+        chunks = self._profile_chunks(passes, n_rows, learned.chunks if learned else 1)
+        self.reference_ = Profile.merge_all(chunks)
+        self.coarse_starts_ = {
+            c: _coarse_starts(self.reference_.columns[c], self.spec.policy.bins)
+            for c in self._numerical
+        }
+        self.thresholds_ = self._thresholds(chunks)
+        self.n_reference_ = n_rows
+        rows = min(len(sample), self.spec.policy.multivariate.sample_rows)
+        self.sample_ = sample.sample(n=rows, random_state=0, ignore_index=True)
         return self
 
-    def compare(self, current: pd.DataFrame) -> DriftReport:
-        if not hasattr(self, "reference_"):
-            raise NotFittedError("DriftDetector.compare called before fit(reference)")
-        columns = tuple(self._compare_column(column, current) for column in self.spec.columns)
-        return DriftReport(columns=columns, n_reference=self.n_reference_, n_current=len(current))
+    def _survey(self, passes: "_Passes", n_rows: int) -> tuple[pd.DataFrame, dict]:
+        rate = min(1.0, _SAMPLE_ROWS / max(n_rows, 1))
+        rng = np.random.default_rng(0)
+        samples, counts = [], {c: {} for c in {*self._categorical, *self._segment_columns}}
+        for batch in passes():
+            take = np.sort(rng.choice(len(batch), round(len(batch) * rate), replace=False))
+            samples.append(batch.rows(take, list(self.spec.columns)))
+            for column, column_counts in counts.items():
+                indices, labels = batch.categorical(column)
+                per_label = np.bincount(indices + 1, minlength=len(labels) + 1)[1:]
+                for i in np.flatnonzero(per_label):
+                    column_counts[labels[i]] = column_counts.get(labels[i], 0) + int(per_label[i])
+        return pd.concat(samples, ignore_index=True), counts
 
-    def _compare_column(self, column: str, current: pd.DataFrame) -> ColumnDrift:
-        ref = self.reference_[column]
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for column in sorted(self.grids_):
+            digest.update(column.encode() + self.grids_[column].edges.tobytes())
+        for column, book in sorted({**self.codebooks_, **self.segment_codebooks_}.items()):
+            digest.update(column.encode() + "\x1f".join(book.top).encode())
+        return digest.hexdigest()[:16]
+
+    def _profile_chunks(self, passes: "_Passes", n_rows: int, chunks: int) -> list[Profile]:
+        """Profiles of `chunks` contiguous row ranges; merged, they are the reference profile."""
+        bounds = np.linspace(0, n_rows, min(chunks, max(n_rows, 1)) + 1).astype(int)
+        parts: list[list[Profile]] = [[] for _ in range(bounds.size - 1)]
+        offset = 0
+        for batch in passes():
+            arrays = self._arrays(batch)
+            for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+                start, stop = max(lo, offset) - offset, min(hi, offset + len(batch)) - offset
+                if start < stop:
+                    parts[i].append(self._profile_arrays(arrays, slice(start, stop)))
+            offset += len(batch)
+        return [Profile.merge_all(p) if p else self._empty_profile() for p in parts]
+
+    def _thresholds(self, chunks: list[Profile]) -> dict[str, dict[str, AppliedThreshold]]:
+        """Per column and method: fixed levels, or levels learned from the reference chunks."""
+        policy = self.spec.policy
+        fixed = {
+            column: {m.name: _fixed_threshold(m, policy) for m in self._methods[column]}
+            for column in self.spec.columns
+        }
+        learned = policy.learned_thresholds
+        if learned is None or len(chunks) < 3:
+            return fixed
+        for column in self.spec.columns:
+            ctx = self._context(column)
+            total = self.reference_.columns[column]
+            for method in self._methods[column]:
+                if method.name not in learned.methods:
+                    continue
+                values = [
+                    method.compute(total.without(c.columns[column]), c.columns[column], ctx)[0]
+                    for c in chunks
+                    if c.columns[column].n_values and total.n_values > c.columns[column].n_values
+                ]
+                if len(values) >= 3:
+                    mean, std = float(np.mean(values)), float(np.std(values))
+                    fixed[column][method.name] = AppliedThreshold(
+                        mean + learned.warn_k * std, mean + learned.error_k * std, learned=True
+                    )
+        return fixed
+
+    # -- profile --
+
+    def profile(self, data: Source) -> Profile:
+        """The mergeable profile of `data` on this reference's bins."""
+        self._require_fit()
+        present = self._present_columns(data)
+        profiles = [
+            self._profile_arrays(self._arrays(batch, present), slice(None))
+            for batch in iter_batches(data, present, [c for c in self._categorical if c in present])
+        ]
+        problems = self._column_problems(data, present)
+        merged = Profile.merge_all(profiles) if profiles else self._empty_profile()
+        return replace(merged, problems={**merged.problems, **problems})
+
+    def _present_columns(self, data: Source) -> list[str]:
+        available = set(_column_names(data))
+        return [c for c in sorted({*self.spec.columns, *self._segment_columns}) if c in available]
+
+    def _column_problems(self, data: Source, present: list[str]) -> dict[str, str]:
+        return {
+            column: f"column {column!r} is missing from the current data"
+            for column in self.spec.columns
+            if column not in present
+        }
+
+    def _arrays(self, batch: "Batch", columns: Iterable[str] | None = None) -> dict:
+        """Each column once as numpy: float values, or (codes into the codebook)."""
+        arrays, problems = {}, {}
+        for column in columns if columns is not None else batch.column_names:
+            if column in self.spec.columns and self.spec.columns[column] is FeatureKind.NUMERICAL:
+                try:
+                    arrays[column] = batch.numeric(column)
+                except DataError as e:
+                    problems[column] = str(e)
+            elif column in self.spec.columns or column in self.segment_codebooks_:
+                indices, labels = batch.categorical(column)
+                arrays[column] = (indices, labels)
+        arrays["__problems__"] = problems
+        arrays["__rows__"] = len(batch)
+        return arrays
+
+    def _profile_arrays(self, arrays: dict, rows: slice) -> Profile:
+        problems = arrays["__problems__"]
+        columns = self._column_profiles(arrays, rows, None)
+        n_rows = _rows_in(arrays, rows)
+        segments, segment_rows = {}, {}
+        for definition in self.spec.segment_definitions:
+            if not all(c in arrays for c in definition):
+                continue
+            for key, members in self._segment_members(arrays, rows, definition):
+                segments[key] = self._column_profiles(arrays, rows, members)
+                segment_rows[key] = int(members.size)
+        return Profile(self.reference_id_, n_rows, columns, segments, segment_rows, problems)
+
+    def _column_profiles(self, arrays: dict, rows: slice, members: np.ndarray | None) -> dict:
+        profiles = {}
+        for column in self.spec.columns:
+            if column not in arrays or column in arrays["__problems__"]:
+                continue
+            if self.spec.columns[column] is FeatureKind.NUMERICAL:
+                values = arrays[column][rows]
+                profiles[column] = numeric_profile(
+                    values if members is None else values[members], self.grids_[column]
+                )
+            else:
+                indices, labels = arrays[column]
+                indices = indices[rows] if members is None else indices[rows][members]
+                profiles[column] = categorical_profile(indices, labels, self.codebooks_[column])
+        return profiles
+
+    def _segment_members(self, arrays: dict, rows: slice, definition: tuple[str, ...]):
+        """(segment key, row positions) for each value combination the reference tracks."""
+        codes, names = np.zeros(_rows_in(arrays, rows), np.intp), [[]]
+        for column in definition:
+            book = self.segment_codebooks_[column]
+            indices, labels = arrays[column]
+            lookup = np.append(book.codes_for(labels), book.null)  # index -1 is null
+            part = lookup[indices[rows]]
+            part[part >= len(book.top)] = -1  # untracked, unseen or null: in no segment
+            codes = np.where((codes < 0) | (part < 0), -1, codes * len(book.top) + part)
+            names = [n + [f"{column}={value}"] for n in names for value in book.top]
+        order = np.argsort(codes, kind="stable")
+        sorted_codes = codes[order]
+        starts = np.flatnonzero(np.diff(sorted_codes, prepend=-2))
+        for start, stop in zip(starts, np.append(starts[1:], sorted_codes.size), strict=True):
+            code = sorted_codes[start]
+            if code >= 0:
+                yield "&".join(names[code]), order[start:stop]
+
+    def _empty_profile(self) -> Profile:
+        columns = {
+            c: empty_profile(
+                self.grids_[c].n_bins if c in self.grids_ else self.codebooks_[c].n_bins,
+                c in self.grids_,
+            )
+            for c in self.spec.columns
+        }
+        return Profile(self.reference_id_, 0, columns)
+
+    # -- compare --
+
+    def compare(
+        self, current: "Source | Profile", sample: pd.DataFrame | None = None
+    ) -> DriftReport:
+        """Judge `current` against the reference. With a DataFrame (or `sample` rows alongside
+        a profile) and the multivariate policy on, the domain classifier runs too."""
+        self._require_fit()
+        profile = current if isinstance(current, Profile) else self.profile(current)
+        if profile.reference_id != self.reference_id_:
+            raise DataError(
+                f"the profile was binned on reference {profile.reference_id}, not on this "
+                f"detector's {self.reference_id_}: profile the data with this detector"
+            )
+        if sample is None and isinstance(current, pd.DataFrame):
+            sample = current
+        policy = self.spec.policy
+        overall = self._compare_unit(OVERALL, profile.columns, profile.problems, policy.min_rows)
+        keys = [key for key in sorted(self.reference_.segments) if key in profile.segments]
+        segments = [
+            self._compare_unit(
+                key, profile.segments[key], profile.problems, policy.min_segment_rows
+            )
+            for key in keys
+        ]
+        overall, segments = self._correct_p_values(overall, segments)
+        return DriftReport(
+            columns=overall,
+            n_reference=self.n_reference_,
+            n_current=profile.n_rows,
+            segments=tuple(
+                SegmentDrift(
+                    key,
+                    self.reference_.segment_rows.get(key, 0),
+                    profile.segment_rows.get(key, 0),
+                    columns,
+                )
+                for key, columns in zip(keys, segments, strict=True)
+            ),
+            multivariate=self._multivariate(sample),
+        )
+
+    def _compare_unit(
+        self,
+        segment: str,
+        current: Mapping[str, ColumnProfile],
+        problems: Mapping[str, str],
+        min_rows: int,
+    ) -> tuple[ColumnDrift, ...]:
+        reference = self.reference_.segments[segment] if segment else self.reference_.columns
+        return tuple(
+            self._compare_column(column, reference[column], current.get(column), problems, min_rows)
+            for column in self.spec.columns
+        )
+
+    def _compare_column(
+        self,
+        column: str,
+        ref: ColumnProfile,
+        cur: ColumnProfile | None,
+        problems: Mapping[str, str],
+        min_rows: int,
+    ) -> ColumnDrift:
+        kind, thresholds = self.spec.columns[column], self.thresholds_[column]
         methods = self._methods[column]
-        problem = _column_problem(column, ref.kind, current)
-        if problem is not None:
-            results = [self._unjudged(column, m, DriftVerdict.INVALID, problem) for m in methods]
-            return ColumnDrift(column, ref.kind, ref.n_rows, 0, tuple(results))
-        cur = _current_column(current[column], ref.kind)
-        results = [self._judge(column, m, ref, cur) for m in methods]
-        return ColumnDrift(column, ref.kind, ref.n_rows, cur.n_rows, tuple(results))
+        if cur is None:
+            reason = problems.get(column, f"column {column!r} is missing from the current data")
+            results = [
+                MethodResult(column, m.name, None, thresholds[m.name], DriftVerdict.INVALID, reason)
+                for m in methods
+            ]
+            return ColumnDrift(column, kind, ref.n_rows, 0, tuple(results))
+        ctx = self._context(column)
+        results = [self._judge(column, m, ref, cur, ctx, min_rows) for m in methods]
+        return ColumnDrift(column, kind, ref.n_rows, cur.n_rows, tuple(results))
+
+    def _context(self, column: str) -> ColumnContext:
+        return ColumnContext(
+            self.grids_.get(column), self.codebooks_.get(column), self.coarse_starts_.get(column)
+        )
 
     def _judge(
-        self, column: str, method: DriftMethod, ref: ColumnReference, cur: _Current
+        self,
+        column: str,
+        method: DriftMethod,
+        ref: ColumnProfile,
+        cur: ColumnProfile,
+        ctx: ColumnContext,
+        min_rows: int,
     ) -> MethodResult:
-        min_rows = self.spec.policy.min_rows
+        threshold = self.thresholds_[column][method.name]
         n_ref, n_cur = (
-            (ref.n_values, cur.values.size) if method.needs_values else (ref.n_rows, cur.n_rows)
+            (ref.n_values, cur.n_values) if method.needs_values else (ref.n_rows, cur.n_rows)
         )
-        rows_kind = "non-null values" if method.needs_values else "rows"
         if min(n_ref, n_cur) < min_rows:
-            return self._unjudged(
-                column,
-                method,
-                DriftVerdict.INSUFFICIENT_DATA,
-                f"{n_cur} current and {n_ref} reference {rows_kind}; at least {min_rows} needed",
+            rows_kind = "non-null values" if method.needs_values else "rows"
+            reason = (
+                f"{n_cur} current and {n_ref} reference {rows_kind}; at least {min_rows} needed"
             )
-        statistic = method.compute(ref, cur)
-        threshold = self.spec.policy.thresholds[method.name]
-        verdict, reason = _judge_statistic(statistic, threshold)
-        return MethodResult(column, method.name, statistic, threshold, verdict, reason)
+            return MethodResult(
+                column, method.name, None, threshold, DriftVerdict.INSUFFICIENT_DATA, reason
+            )
+        statistic, note = method.compute(ref, cur, ctx)
+        if method.p_value:
+            # Judged after the Benjamini-Hochberg correction across the whole report.
+            return MethodResult(column, method.name, statistic, threshold, DriftVerdict.OK, note)
+        verdict, reason = judge_statistic(statistic, threshold)
+        return MethodResult(
+            column,
+            method.name,
+            statistic,
+            threshold,
+            verdict,
+            f"{reason}; {note}" if note else reason,
+        )
 
-    def _unjudged(
-        self, column: str, method: DriftMethod, verdict: DriftVerdict, reason: str
-    ) -> MethodResult:
-        threshold = self.spec.policy.thresholds[method.name]
-        return MethodResult(column, method.name, None, threshold, verdict, reason)
+    def _correct_p_values(self, overall, segments):
+        """Benjamini-Hochberg across every column and segment, per p-value method, then judge."""
+        units = [overall, *segments]
+        for name in {m.name for ms in self._methods.values() for m in ms if m.p_value}:
+            found = [
+                (u, c, m)
+                for u, unit in enumerate(units)
+                for c, column in enumerate(unit)
+                for m, result in enumerate(column.methods)
+                if result.method == name and result.statistic is not None
+            ]
+            if not found:
+                continue
+            raw = np.array([units[u][c].methods[m].statistic for u, c, m in found])
+            adjusted = stats.false_discovery_control(raw, method="bh")
+            for (u, c, m), p_raw, p in zip(found, raw, adjusted, strict=True):
+                units[u] = _replace_method(
+                    units[u], c, m, _judge_p_value(units[u][c].methods[m], p_raw, p, len(raw))
+                )
+        return units[0], units[1:]
+
+    def _multivariate(self, sample: pd.DataFrame | None):
+        policy = self.spec.policy.multivariate
+        if not policy.enabled or sample is None:
+            return None
+        from orchestrator.core.multivariate import DomainClassifierDetector
+
+        detector = DomainClassifierDetector(self.spec.columns, policy).fit(self.sample_)
+        return detector.compare(sample)
+
+    def _require_fit(self) -> None:
+        if not hasattr(self, "reference_"):
+            raise NotFittedError("DriftDetector used before fit(reference)")
+
+    # -- persistence of the fitted state --
+
+    def save(self, path: Path) -> None:
+        """The fitted reference (bins, categories, thresholds, profile, row sample) as one
+        file, so the reference profile is an artifact, not something re-fitted every check."""
+        self._require_fit()
+        header = {
+            "spec": self.spec.model_dump(mode="json"),
+            "reference_id": self.reference_id_,
+            "n_reference": self.n_reference_,
+            "codebooks": {c: [list(b.top), sorted(b.others)] for c, b in self.codebooks_.items()},
+            "segment_codebooks": {
+                c: [list(b.top), sorted(b.others)] for c, b in self.segment_codebooks_.items()
+            },
+            "thresholds": {
+                column: {m: [t.warn, t.error, t.direction, t.learned] for m, t in levels.items()}
+                for column, levels in self.thresholds_.items()
+            },
+        }
+        arrays = {f"edges|{c}": g.edges for c, g in self.grids_.items()}
+        arrays |= {f"knots|{c}": g.knots for c, g in self.grids_.items()}
+        arrays |= {f"coarse|{c}": s for c, s in self.coarse_starts_.items()}
+        buffer = io.BytesIO()
+        self.sample_.to_parquet(buffer, index=False)
+        arrays["sample"] = np.frombuffer(buffer.getvalue(), dtype=np.uint8)
+        arrays["reference"] = np.frombuffer(self.reference_.to_bytes(), dtype=np.uint8)
+        write_atomically(Path(path), arrays_to_bytes(header, arrays))
+
+    @classmethod
+    def load(cls, path: Path) -> "DriftDetector":
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"no fitted reference at {path}")
+        header, arrays = arrays_from_bytes(path.read_bytes())
+        detector = cls(DriftSpec.model_validate(header["spec"]))
+        detector.reference_id_ = header["reference_id"]
+        detector.n_reference_ = header["n_reference"]
+        detector.grids_ = {
+            key.split("|", 1)[1]: NumericGrid(arrays[key], arrays[f"knots|{key.split('|', 1)[1]}"])
+            for key in arrays
+            if key.startswith("edges|")
+        }
+        detector.coarse_starts_ = {
+            key.split("|", 1)[1]: arrays[key] for key in arrays if key.startswith("coarse|")
+        }
+        detector.codebooks_ = {
+            c: Codebook(tuple(top), frozenset(others))
+            for c, (top, others) in header["codebooks"].items()
+        }
+        detector.segment_codebooks_ = {
+            c: Codebook(tuple(top), frozenset(others))
+            for c, (top, others) in header["segment_codebooks"].items()
+        }
+        detector.thresholds_ = {
+            column: {m: AppliedThreshold(*levels) for m, levels in methods.items()}
+            for column, methods in header["thresholds"].items()
+        }
+        detector.sample_ = pd.read_parquet(io.BytesIO(arrays["sample"].tobytes()))
+        detector.reference_ = Profile.from_bytes(arrays["reference"].tobytes())
+        return detector
 
 
-def _judge_statistic(statistic: float, threshold: Threshold) -> tuple[DriftVerdict, str]:
+def _codebooks(stored: Mapping[str, list]) -> dict[str, Codebook]:
+    return {c: Codebook(tuple(top), frozenset(others)) for c, (top, others) in stored.items()}
+
+
+class _Passes:
+    """Repeatable passes over a source; an in-memory source is one batch, kept between passes
+    so its columns are converted once."""
+
+    def __init__(self, source: Source, columns: list[str], categorical: list[str]):
+        self._source, self._columns, self._categorical = source, columns, categorical
+        self._memory = (
+            [next(iter_batches(source, columns, categorical))]
+            if isinstance(source, pd.DataFrame | pa.Table)
+            else None
+        )
+
+    def __call__(self) -> Iterable[Batch]:
+        if self._memory is not None:
+            return self._memory
+        return iter_batches(self._source, self._columns, self._categorical)
+
+
+def _column_names(data: Source) -> list[str]:
+    if isinstance(data, pd.DataFrame):
+        return list(data.columns)
+    if isinstance(data, pa.Table):
+        return data.column_names
+    import pyarrow.parquet as pq
+
+    path = Path(data)
+    if not path.exists():
+        raise DataError(f"no Parquet file at {path}")
+    return pq.ParquetFile(path).schema_arrow.names
+
+
+def _rows_in(arrays: dict, rows: slice) -> int:
+    return len(range(*rows.indices(arrays["__rows__"])))
+
+
+def _coarse_starts(reference: ColumnProfile, bins: int) -> np.ndarray:
+    """The reference's quantile bins as runs of fine bins: each run starts after the fine bin
+    where the cumulative share first reaches j / bins (as np.quantile cuts, on the fine grid)."""
+    counts = reference.counts[:-1]
+    if reference.n_values == 0:
+        return np.array([0])
+    cumulative = np.cumsum(counts) / reference.n_values
+    cuts = np.searchsorted(cumulative, np.arange(1, bins) / bins - 1e-12) + 1
+    return np.unique(np.concatenate(([0], cuts[cuts < counts.size])))
+
+
+def _fixed_threshold(method: DriftMethod, policy: DriftPolicy) -> AppliedThreshold:
+    if method.p_value:
+        return AppliedThreshold(policy.alpha.warn, policy.alpha.error, direction="below")
+    level = policy.thresholds[method.name]
+    return AppliedThreshold(level.warn, level.error)
+
+
+def judge_statistic(statistic: float, threshold: AppliedThreshold) -> tuple[DriftVerdict, str]:
     if not math.isfinite(statistic):
         return DriftVerdict.INVALID, f"statistic is {statistic}"
-    if statistic >= threshold.error:
-        return DriftVerdict.DRIFT, f"{statistic:.4g} >= error level {threshold.error}"
-    if statistic >= threshold.warn:
-        return DriftVerdict.WARN, f"{statistic:.4g} >= warn level {threshold.warn}"
-    return DriftVerdict.OK, f"{statistic:.4g} < warn level {threshold.warn}"
+    source = "learned " if threshold.learned else ""
+    if threshold.breached(statistic, threshold.error):
+        return DriftVerdict.DRIFT, f"{statistic:.4g} >= {source}error level {threshold.error:.4g}"
+    if threshold.breached(statistic, threshold.warn):
+        return DriftVerdict.WARN, f"{statistic:.4g} >= {source}warn level {threshold.warn:.4g}"
+    return DriftVerdict.OK, f"{statistic:.4g} < {source}warn level {threshold.warn:.4g}"
 
 
-def _column_problem(column: str, kind: FeatureKind, frame: pd.DataFrame) -> str | None:
-    if column not in frame.columns:
-        return f"column {column!r} is missing from the current data"
-    if kind is FeatureKind.NUMERICAL and not (
-        pd.api.types.is_numeric_dtype(frame[column]) or frame[column].isna().all()
-    ):
-        return f"column {column!r} should be numerical but has dtype {frame[column].dtype}"
-    return None
+def _judge_p_value(result: MethodResult, p_raw: float, p: float, tests: int) -> MethodResult:
+    level = result.threshold
+    where = f"BH-adjusted p {p:.3g} (raw {p_raw:.3g}, {tests} tests; {result.reason})"
+    if p <= level.error:
+        verdict, reason = DriftVerdict.DRIFT, f"{where} <= alpha {level.error}"
+    elif p <= level.warn:
+        verdict, reason = DriftVerdict.WARN, f"{where} <= alpha {level.warn}"
+    else:
+        verdict, reason = DriftVerdict.OK, f"{where} > alpha {level.warn}"
+    return replace(result, statistic=float(p), verdict=verdict, reason=reason)
 
 
-def _fit_column(series: pd.Series, kind: FeatureKind, bins: int) -> ColumnReference:
-    problem = _column_problem(series.name, kind, series.to_frame())
-    if problem is not None:
-        raise DataError(f"reference data: {problem}")
-    nulls = series.isna()
-    n_rows = len(series)
-    null_rate = float(nulls.mean()) if n_rows else 0.0
-    values = series[~nulls]
-    if kind is FeatureKind.CATEGORICAL:
-        counts = category_labels(values).value_counts()
-        return ColumnReference(
-            kind,
-            n_rows,
-            null_rate,
-            np.empty(0),
-            np.empty(0),
-            0.0,
-            {str(k): int(v) for k, v in counts.items()},
-        )
-    numbers = np.sort(values.to_numpy(dtype=float))
-    quantiles = np.quantile(numbers, np.linspace(0, 1, bins + 1)[1:-1]) if numbers.size else []
-    edges = np.unique(np.asarray(quantiles, dtype=float))
-    std = float(numbers.std()) if numbers.size else 0.0
-    return ColumnReference(kind, n_rows, null_rate, numbers, edges, std)
+def _replace_method(unit: tuple, c: int, m: int, result: MethodResult) -> tuple:
+    column = unit[c]
+    methods = column.methods[:m] + (result,) + column.methods[m + 1 :]
+    return unit[:c] + (replace(column, methods=methods),) + unit[c + 1 :]
 
 
-def category_labels(values: pd.Series) -> pd.Series:
-    """Non-null category values as text, with whole numbers written as integers.
+# --- persistence: m of the last n windows ------------------------------------------------------
 
-    An integer-coded column becomes float as soon as a partition holds a null (1 -> 1.0);
-    comparing text as-is would make every category look new.
+
+def apply_persistence(history: Sequence[DriftReport], m: int, n: int) -> DriftReport:
+    """The newest report, with error-level drift kept only for the columns (overall and per
+    segment) that breached in at least `m` of the last `n` reports; others become warnings.
+
+    `history` is oldest first and ends with the report being judged.
     """
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        numbers = values.to_numpy(dtype=float)
-        if np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):
-            return pd.Series(numbers.astype(np.int64), index=values.index).astype(str)
-    return values.astype(str)
+    if not history:
+        raise DataError("apply_persistence needs at least the current report")
+    window, newest = list(history)[-n:], history[-1]
+    if m <= 1:
+        return newest
 
+    def breaches(segment: str, column: str) -> int:
+        return sum(
+            any(
+                c.column == column and c.verdict is DriftVerdict.DRIFT
+                for c in _unit_columns(report, segment)
+            )
+            for report in window
+        )
 
-def _current_column(series: pd.Series, kind: FeatureKind) -> _Current:
-    nulls = series.isna()
-    n_rows = len(series)
-    null_rate = float(nulls.mean()) if n_rows else 0.0
-    values = series[~nulls]
-    array = (
-        category_labels(values).to_numpy()
-        if kind is FeatureKind.CATEGORICAL
-        else (values.to_numpy(dtype=float))
+    def persist(segment: str, columns: tuple[ColumnDrift, ...]) -> tuple[ColumnDrift, ...]:
+        kept = []
+        for column in columns:
+            count = breaches(segment, column.column) if column.verdict is DriftVerdict.DRIFT else m
+            if count >= m:
+                kept.append(column)
+                continue
+            note = f"; breached in {count} of the last {len(window)} windows, {m} needed"
+            kept.append(
+                replace(
+                    column,
+                    methods=tuple(
+                        replace(r, verdict=DriftVerdict.WARN, reason=r.reason + note)
+                        if r.verdict is DriftVerdict.DRIFT
+                        else r
+                        for r in column.methods
+                    ),
+                )
+            )
+        return tuple(kept)
+
+    return replace(
+        newest,
+        columns=persist(OVERALL, newest.columns),
+        segments=tuple(replace(s, columns=persist(s.segment, s.columns)) for s in newest.segments),
     )
-    return _Current(n_rows, null_rate, array)
+
+
+def _unit_columns(report: DriftReport, segment: str) -> tuple[ColumnDrift, ...]:
+    if segment == OVERALL:
+        return report.columns
+    return next((s.columns for s in report.segments if s.segment == segment), ())
 
 
 def summarize(report: DriftReport) -> Mapping[str, object]:
@@ -445,6 +1023,7 @@ def summarize(report: DriftReport) -> Mapping[str, object]:
     return {
         "verdict": report.verdict.value,
         "drifted_columns": report.drifted_columns,
+        "drifted_segments": report.drifted_segments,
         "worst_column": worst.column if worst else None,
         "worst_method": worst.worst.method if worst else None,
         "worst_statistic": worst.worst.statistic if worst else None,

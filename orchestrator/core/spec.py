@@ -117,16 +117,118 @@ def _default_thresholds() -> dict[str, Threshold]:
     }
 
 
+class Alpha(_Strict):
+    """Significance levels for the opt-in p-value methods, after Benjamini-Hochberg correction:
+    an adjusted p-value at or below `warn` warns, at or below `error` blocks."""
+
+    warn: float = 0.05
+    error: float = 0.01
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Alpha":
+        if not 0 < self.error <= self.warn < 1:
+            raise ValueError(f"need 0 < error ({self.error}) <= warn ({self.warn}) < 1")
+        return self
+
+
+class LearnedThresholds(_Strict):
+    """Thresholds learned from the reference instead of fixed ones (NannyML's default):
+    the reference is cut into `chunks`, each chunk is compared with the rest, and a method
+    warns beyond mean + warn_k * std of those statistics and blocks beyond mean + error_k * std.
+
+    The learned levels fit windows of about one chunk's size: choose `chunks` so that
+    reference rows / chunks is near the rows of a monitored window.
+    """
+
+    chunks: int = 10
+    warn_k: float = 2.0
+    error_k: float = 3.0
+    methods: list[str] = ["psi", "jensen_shannon", "wasserstein", "ks", "chi_square"]
+
+    _bounds = {"chunks": (3, 1000), "warn_k": (0.0, 100.0), "error_k": (0.0, 100.0)}
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LearnedThresholds":
+        if self.warn_k > self.error_k:
+            raise ValueError(f"warn_k ({self.warn_k}) must not exceed error_k ({self.error_k})")
+        return self
+
+
+class Persistence(_Strict):
+    """A column counts as drifted at error level only after `m` of the last `n` windows
+    breached it; a single breach before that is reported as a warning."""
+
+    m: int = 1
+    n: int = 1
+
+    _bounds = {"m": (1, 365), "n": (1, 365)}
+
+    @model_validator(mode="after")
+    def _m_within_n(self) -> "Persistence":
+        if self.m > self.n:
+            raise ValueError(f"m ({self.m}) must not exceed n ({self.n})")
+        return self
+
+
+class MultivariatePolicy(_Strict):
+    """The domain classifier: a model that tries to tell current rows from reference rows.
+
+    A cross-validated AUROC near 0.5 means it cannot; outside the error band, the joint
+    distribution changed, even when no single column did (a changed correlation)."""
+
+    enabled: bool = False
+    sample_rows: int = 5000
+    folds: int = 5
+    warn_band: tuple[float, float] = (0.45, 0.60)
+    error_band: tuple[float, float] = (0.45, 0.65)
+    min_rows: int = 500
+    seed: int = 0
+
+    _bounds = {"sample_rows": (100, 1e7), "folds": (2, 20), "min_rows": (10, 1e12)}
+
+    @model_validator(mode="after")
+    def _bands_nested(self) -> "MultivariatePolicy":
+        for name in ("warn_band", "error_band"):
+            low, high = getattr(self, name)
+            if not 0 <= low < high <= 1:
+                raise ValueError(f"{name} must be [low, high] with 0 <= low < high <= 1")
+        (warn_low, warn_high), (error_low, error_high) = self.warn_band, self.error_band
+        if not error_low <= warn_low < warn_high <= error_high:
+            raise ValueError("error_band must contain warn_band")
+        return self
+
+
 class DriftPolicy(_Strict):
-    """Which drift methods run per feature kind and the thresholds they apply."""
+    """Which drift methods run per feature kind, the thresholds they apply, and the rules that
+    keep the check quiet unless something changed."""
 
     numerical_methods: list[str] = ["psi", "jensen_shannon", "wasserstein", "ks", "null_rate"]
     categorical_methods: list[str] = ["chi_square", "jensen_shannon", "unseen_share", "null_rate"]
     thresholds: dict[str, Threshold] = Field(default_factory=_default_thresholds)
+    alpha: Alpha = Field(default_factory=Alpha)
+    learned_thresholds: LearnedThresholds | None = None
     bins: int = 10
+    top_categories: int = Field(
+        default=100, description="categories tracked by name; rarer ones count as other"
+    )
     min_rows: int = 1000
+    window_days: int = Field(default=1, description="days merged into one compared window")
+    persistence: Persistence = Field(default_factory=Persistence)
+    segment_crosses: list[list[str]] = Field(
+        default=[], description="combinations of segment columns judged as segments of their own"
+    )
+    max_segments: int = Field(default=50, description="values per segment column judged apart")
+    min_segment_rows: int = 1000
+    multivariate: MultivariatePolicy = Field(default_factory=MultivariatePolicy)
 
-    _bounds = {"bins": (2, 100), "min_rows": (1, 1e12)}
+    _bounds = {
+        "bins": (2, 100),
+        "top_categories": (1, 10_000),
+        "min_rows": (1, 1e12),
+        "window_days": (1, 366),
+        "max_segments": (1, 1000),
+        "min_segment_rows": (1, 1e12),
+    }
 
     @field_validator("thresholds", mode="before")
     @classmethod
@@ -146,9 +248,19 @@ class DriftPolicy(_Strict):
         ):
             for name in names:
                 get_method(name, kind)
-        unknown = sorted(set(self.thresholds) - set(METHODS))
+        effect_sizes = sorted(n for n, m in METHODS.items() if not m.p_value)
+        unknown = sorted(set(self.thresholds) - set(effect_sizes))
         if unknown:
-            raise ValueError(f"thresholds for unknown methods {unknown}; valid: {sorted(METHODS)}")
+            raise ValueError(
+                f"thresholds for unknown methods {unknown}; valid: {effect_sizes} "
+                "(p-value methods use alpha)"
+            )
+        if self.learned_thresholds is not None:
+            unknown = sorted(set(self.learned_thresholds.methods) - set(effect_sizes))
+            if unknown:
+                raise ValueError(
+                    f"learned_thresholds.methods: unknown {unknown}; valid: {effect_sizes}"
+                )
         return self
 
 
@@ -253,6 +365,15 @@ class MonitoredModelSpec(_Strict):
         unknown_segments = [s for s in self.segments if s not in names]
         if unknown_segments:
             raise ValueError(f"segments: {unknown_segments} are not declared in features")
+        numerical = [s for s in self.segments if self.feature(s).kind is FeatureKind.NUMERICAL]
+        if numerical:
+            raise ValueError(f"segments: {numerical} are numerical; segments are categorical")
+        for cross in self.drift.segment_crosses:
+            if len(cross) < 2 or not set(cross) <= set(self.segments):
+                raise ValueError(
+                    f"drift.segment_crosses: {cross} must name two or more of segments "
+                    f"{self.segments}"
+                )
         first, last = self.reference_dates
         if first > last or first < self.start_date:
             raise ValueError("reference_window: must be [first, last] on or after partitions_start")

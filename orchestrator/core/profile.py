@@ -1,0 +1,544 @@
+"""Mergeable profiles: the small summary of a partition that drift is computed from.
+
+A profile holds, per watched column, counts over bins the reference defined:
+
+- numerical: a fine grid of `FINE_BINS` equal-width bins between the reference's 0.05% and
+  99.95% quantiles, plus underflow, overflow and null bins, with the sum of the values in each
+  bin, and the column's sum of squares, minimum and maximum. The drift statistics' coarse
+  quantile bins (PSI) are unions of fine bins, and KS and Wasserstein computed from the fine
+  bins are within a stated bound of the exact values (see `orchestrator.core.drift`).
+- categorical: counts for the reference's most frequent categories, "other" (reference
+  categories beyond those), "unseen" (categories the reference never had) and null, with a few
+  examples of the unseen ones.
+
+Counts add, so a 7- or 30-day window is the merge of daily profiles, never a re-scan of rows.
+
+Why by hand: sketches (t-digest, KLL in Apache DataSketches) merge only approximately, and the
+profiles must merge exactly; binning against the reference's own grid is what makes that so.
+"""
+
+import io
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from orchestrator.core.errors import DataError
+
+FINE_BINS = 16384
+# The grid spans the reference's [0.05%, 99.95%] quantiles: outliers do not stretch it (a wide
+# grid puts too much mass in one bin), and the tails keep exact counts and sums.
+_GRID_TAIL = 0.0005
+# A grid whose fullest bin holds more than this share of the reference sample is too coarse
+# for the data (a heavy tail squeezes the mass into a few bins): piecewise grid instead.
+_MAX_BIN_MASS = 0.002
+_KNOTS = 64
+_SAMPLE_ROWS = 200_000
+_BATCH_ROWS = 262_144
+_UNSEEN_EXAMPLES = 20
+OVERALL = ""  # the segment key of the whole population
+
+
+# --- grids and codebooks: what fit learns per column ---------------------------------------
+
+
+@dataclass(frozen=True)
+class NumericGrid:
+    """Fine bins: index 0 underflow (< edges[0]), 1..B the grid, B+1 overflow, B+2 null."""
+
+    edges: np.ndarray  # B + 1 increasing boundaries; bin i (1..B) is [edges[i-1], edges[i])
+    knots: np.ndarray  # the boundaries between equal-width runs (2 knots: one uniform run)
+
+    @classmethod
+    def from_sample(cls, sample: np.ndarray) -> "NumericGrid":
+        values = sample[~np.isnan(sample)]
+        if values.size == 0:
+            return cls.uniform(0.0, 1.0)
+        lo, hi = np.quantile(values, [_GRID_TAIL, 1 - _GRID_TAIL])
+        if not hi > lo:
+            lo, hi = float(values.min()), float(values.max())
+        if not hi > lo:
+            hi = lo + max(abs(lo), 1.0)
+        grid = cls.uniform(float(lo), float(hi))
+        if values.size * _MAX_BIN_MASS < 2 or grid.max_bin_mass(values) <= _MAX_BIN_MASS:
+            return grid
+        knots = np.unique(np.quantile(values, np.linspace(0, 1, _KNOTS + 1)))
+        knots = knots[(knots >= lo) & (knots <= hi)]
+        if knots.size < 3:
+            return grid
+        piecewise = cls.piecewise(np.concatenate(([lo], knots[1:-1], [hi])))
+        return piecewise if piecewise.max_bin_mass(values) < grid.max_bin_mass(values) else grid
+
+    @classmethod
+    def uniform(cls, lo: float, hi: float) -> "NumericGrid":
+        return cls(np.linspace(lo, hi, FINE_BINS + 1), np.array([lo, hi]))
+
+    @classmethod
+    def piecewise(cls, knots: np.ndarray) -> "NumericGrid":
+        per_run = FINE_BINS // (knots.size - 1)
+        runs = [
+            np.linspace(a, b, per_run + 1)[:-1] for a, b in zip(knots[:-1], knots[1:], strict=True)
+        ]
+        return cls(np.append(np.concatenate(runs), knots[-1]), knots)
+
+    @property
+    def n_bins(self) -> int:
+        return self.edges.size + 2  # underflow, grid, overflow, null
+
+    def bin(self, values: np.ndarray, nulls: np.ndarray) -> np.ndarray:
+        """Bin index per value (float64 array with NaN for nulls)."""
+        grid_bins = self.edges.size - 1
+        if self.knots.size == 2:
+            lo, hi = self.knots
+            # Shifted by one so that underflow truncates to 0 after clipping.
+            position = (values - lo) * (grid_bins / (hi - lo)) + 1.0
+        else:
+            per_run = grid_bins // (self.knots.size - 1)
+            run = np.clip(np.searchsorted(self.knots, values, side="right") - 1, 0, None)
+            run = np.minimum(run, self.knots.size - 2)
+            width = np.diff(self.knots)
+            position = (values - self.knots[run]) * (per_run / width[run]) + run * per_run + 1.0
+            position[values < self.knots[0]] = 0.0
+        np.clip(position, 0.0, grid_bins + 1, out=position)
+        position[nulls] = grid_bins + 2
+        return position.astype(np.intp)
+
+    def max_bin_mass(self, values: np.ndarray) -> float:
+        counts = np.bincount(self.bin(values, np.zeros(values.size, bool)), minlength=self.n_bins)
+        return float(counts.max() / max(values.size, 1))
+
+
+@dataclass(frozen=True)
+class Codebook:
+    """Categories the reference had: its most frequent ones by name, the rest as "other"."""
+
+    top: tuple[str, ...]
+    others: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], top_k: int) -> "Codebook":
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return cls(
+            tuple(name for name, _ in ranked[:top_k]),
+            frozenset(name for name, _ in ranked[top_k:]),
+        )
+
+    @property
+    def other(self) -> int:
+        return len(self.top)
+
+    @property
+    def unseen(self) -> int:
+        return len(self.top) + 1
+
+    @property
+    def null(self) -> int:
+        return len(self.top) + 2
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.top) + 3
+
+    def codes_for(self, labels: Iterable[str]) -> np.ndarray:
+        index = {name: i for i, name in enumerate(self.top)}
+        return np.array(
+            [index.get(s, self.other if s in self.others else self.unseen) for s in labels],
+            dtype=np.intp,
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.top, "(other)", "(unseen)", "(null)"]
+
+
+# --- column profiles ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    """Counts per bin of one column; numerical columns also keep per-bin sums and moments."""
+
+    counts: np.ndarray  # int64 per bin; the last bin is null
+    sums: np.ndarray | None = None  # numerical: float64 sum of the values in each bin
+    sum_squares: float = 0.0
+    minimum: float = math.nan
+    maximum: float = math.nan
+    unseen: Mapping[str, int] = field(default_factory=dict)  # categorical: examples
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def n_null(self) -> int:
+        return int(self.counts[-1])
+
+    @property
+    def n_values(self) -> int:
+        return self.n_rows - self.n_null
+
+    @property
+    def null_rate(self) -> float:
+        return self.n_null / self.n_rows if self.n_rows else 0.0
+
+    @property
+    def mean(self) -> float:
+        return float(self.sums[:-1].sum() / self.n_values) if self.n_values else math.nan
+
+    @property
+    def std(self) -> float:
+        if not self.n_values:
+            return math.nan
+        return math.sqrt(max(self.sum_squares / self.n_values - self.mean**2, 0.0))
+
+    def merge(self, other: "ColumnProfile") -> "ColumnProfile":
+        if self.counts.shape != other.counts.shape:
+            raise DataError("cannot merge column profiles binned on different references")
+        return ColumnProfile(
+            self.counts + other.counts,
+            None if self.sums is None else self.sums + other.sums,
+            self.sum_squares + other.sum_squares,
+            float(np.fmin(self.minimum, other.minimum)),
+            float(np.fmax(self.maximum, other.maximum)),
+            _top_examples(Counter(self.unseen) + Counter(other.unseen)),
+        )
+
+    def without(self, part: "ColumnProfile") -> "ColumnProfile":
+        """This profile minus a merged-in part (counts subtract; min and max are kept)."""
+        return replace(
+            self,
+            counts=self.counts - part.counts,
+            sums=None if self.sums is None else self.sums - part.sums,
+            sum_squares=self.sum_squares - part.sum_squares,
+            unseen={},
+        )
+
+
+def _top_examples(counts: Mapping[str, int]) -> dict[str, int]:
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return dict(ranked[:_UNSEEN_EXAMPLES])
+
+
+def numeric_profile(values: np.ndarray, grid: NumericGrid) -> ColumnProfile:
+    nulls = np.isnan(values)
+    bins = grid.bin(values, nulls)
+    counts = np.bincount(bins, minlength=grid.n_bins)
+    sums = np.bincount(bins, weights=values, minlength=grid.n_bins)
+    sums[-1] = 0.0  # the null bin summed NaNs
+    present = values[~nulls] if counts[-1] else values
+    if present.size == 0:
+        return ColumnProfile(counts, sums)
+    return ColumnProfile(
+        counts,
+        sums,
+        float(np.dot(present, present)),
+        float(present.min()),
+        float(present.max()),
+    )
+
+
+def categorical_profile(
+    indices: np.ndarray, labels: list[str], codebook: Codebook
+) -> ColumnProfile:
+    """`indices` point into `labels`, -1 for null. Counting per label first keeps it O(rows)."""
+    per_label = np.bincount(indices + 1, minlength=len(labels) + 1)
+    codes = np.append(codebook.codes_for(labels), codebook.null)
+    counts = np.bincount(np.roll(codes, 1), weights=per_label, minlength=codebook.n_bins).astype(
+        np.int64
+    )
+    unseen = {
+        labels[i]: int(per_label[i + 1])
+        for i in np.flatnonzero(codes[:-1] == codebook.unseen)
+        if per_label[i + 1]
+    }
+    return ColumnProfile(counts, unseen=_top_examples(unseen))
+
+
+def empty_profile(n_bins: int, numerical: bool) -> ColumnProfile:
+    return ColumnProfile(np.zeros(n_bins, np.int64), np.zeros(n_bins) if numerical else None)
+
+
+# --- batches: the one way data is read --------------------------------------------------------
+
+
+class Batch:
+    """Column access over a pandas DataFrame or an Arrow table/record batch, without copies
+    beyond the one numpy array each column needs."""
+
+    def __init__(self, data: pd.DataFrame | pa.Table | pa.RecordBatch):
+        self._data = data
+        self._arrow = not isinstance(data, pd.DataFrame)
+        self._categorical: dict[str, tuple[np.ndarray, list[str]]] = {}
+
+    def __len__(self) -> int:
+        return self._data.num_rows if self._arrow else len(self._data)
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self._data.column_names if self._arrow else self._data.columns)
+
+    def rows(self, positions: np.ndarray, columns: list[str]) -> pd.DataFrame:
+        if self._arrow:
+            return self._data.select(columns).take(positions).to_pandas()
+        return self._data[columns].iloc[positions].reset_index(drop=True)
+
+    def numeric(self, name: str) -> np.ndarray:
+        column = self._data.column(name) if self._arrow else self._data[name]
+        if self._arrow:
+            if not (
+                pa.types.is_integer(column.type)
+                or pa.types.is_floating(column.type)
+                or pa.types.is_null(column.type)
+                or pa.types.is_boolean(column.type)
+            ):
+                raise DataError(f"column {name!r} should be numerical but has type {column.type}")
+            return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        if not (pd.api.types.is_numeric_dtype(column) or column.isna().all()):
+            raise DataError(f"column {name!r} should be numerical but has dtype {column.dtype}")
+        return column.to_numpy(dtype=float, na_value=np.nan)
+
+    def categorical(self, name: str) -> tuple[np.ndarray, list[str]]:
+        """Row indices into a list of labels (-1 for null); computed once per column."""
+        if name not in self._categorical:
+            self._categorical[name] = self._encode(name)
+        return self._categorical[name]
+
+    def _encode(self, name: str) -> tuple[np.ndarray, list[str]]:
+        if self._arrow:
+            column = self._data.column(name)
+            if isinstance(column, pa.ChunkedArray):
+                column = column.combine_chunks()
+            if not pa.types.is_dictionary(column.type):
+                column = pc.dictionary_encode(column)
+            indices = column.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            uniques = column.dictionary.to_pandas()
+        else:
+            series = self._data[name]
+            if isinstance(series.dtype, pd.CategoricalDtype):
+                indices, uniques = series.cat.codes.to_numpy(), series.cat.categories.to_series()
+            else:
+                indices, uniques = pd.factorize(series, use_na_sentinel=True)
+                uniques = pd.Series(uniques)
+        return indices.astype(np.intp), list(category_labels(pd.Series(uniques)))
+
+
+def category_labels(values: pd.Series) -> pd.Series:
+    """Category values as text, with whole numbers written as integers.
+
+    An integer-coded column becomes float as soon as a partition holds a null (1 -> 1.0);
+    comparing text as-is would make every category look new.
+    """
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype=float)
+        if np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):
+            return pd.Series(numbers.astype(np.int64), index=values.index).astype(str)
+    return values.astype(str)
+
+
+Source = pd.DataFrame | pa.Table | str | Path
+
+
+def iter_batches(source: Source, columns: list[str], categorical: list[str]) -> Iterator[Batch]:
+    """The source in batches. A Parquet file is read by row group and column, never whole:
+    only `columns` (all of which must exist) are read, and categorical columns stay
+    dictionary-encoded."""
+    if isinstance(source, pd.DataFrame | pa.Table):
+        _require_columns(Batch(source).column_names, columns)
+        yield Batch(source)
+        return
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"no Parquet file at {path}")
+    parquet = pq.ParquetFile(path, read_dictionary=categorical)
+    _require_columns(parquet.schema_arrow.names, columns)
+    for record_batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+        yield Batch(record_batch)
+
+
+def source_rows(source: Source) -> int:
+    if isinstance(source, pd.DataFrame):
+        return len(source)
+    if isinstance(source, pa.Table):
+        return source.num_rows
+    return pq.ParquetFile(source).metadata.num_rows
+
+
+def _require_columns(available: list[str], columns: list[str]) -> None:
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise DataError(f"data lacks watched columns {missing}")
+
+
+# --- the profile ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Column profiles of the whole population and of each segment, binned on one reference.
+
+    `segments` maps a segment key such as "region=eu" or "region=eu&plan=pro" to that
+    segment's column profiles; `reference_id` names the reference the bins come from, and only
+    profiles of the same reference merge.
+    """
+
+    reference_id: str
+    n_rows: int
+    columns: Mapping[str, ColumnProfile]
+    segments: Mapping[str, Mapping[str, ColumnProfile]] = field(default_factory=dict)
+    segment_rows: Mapping[str, int] = field(default_factory=dict)
+    problems: Mapping[str, str] = field(default_factory=dict)  # column -> why it is absent
+
+    def merge(self, other: "Profile") -> "Profile":
+        if other.reference_id != self.reference_id:
+            raise DataError(
+                f"cannot merge a profile binned on reference {other.reference_id} into one "
+                f"binned on {self.reference_id}: re-profile the data against one reference"
+            )
+        segments = {
+            key: _merge_columns(self.segments.get(key, {}), other.segments.get(key, {}))
+            for key in {*self.segments, *other.segments}
+        }
+        rows = Counter(self.segment_rows) + Counter(other.segment_rows)
+        return Profile(
+            self.reference_id,
+            self.n_rows + other.n_rows,
+            _merge_columns(self.columns, other.columns),
+            segments,
+            dict(rows),
+            {**self.problems, **other.problems},
+        )
+
+    @staticmethod
+    def merge_all(profiles: Iterable["Profile"]) -> "Profile":
+        merged = None
+        for profile in profiles:
+            merged = profile if merged is None else merged.merge(profile)
+        if merged is None:
+            raise DataError("no profiles to merge")
+        return merged
+
+    def save(self, path: Path) -> None:
+        write_atomically(Path(path), self.to_bytes())
+
+    @classmethod
+    def load(cls, path: Path) -> "Profile":
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"no profile at {path}")
+        return cls.from_bytes(path.read_bytes())
+
+    def to_bytes(self) -> bytes:
+        arrays = _columns_to_arrays(OVERALL, self.columns)
+        for key, columns in self.segments.items():
+            arrays.update(_columns_to_arrays(key, columns))
+        header = {
+            "reference_id": self.reference_id,
+            "n_rows": self.n_rows,
+            "segment_rows": dict(self.segment_rows),
+            "problems": dict(self.problems),
+            "columns": list(self.columns),
+            "segments": {key: list(columns) for key, columns in self.segments.items()},
+            "moments": {
+                _array_key(seg, c): [p.sum_squares, p.minimum, p.maximum, p.unseen]
+                for seg, columns in [(OVERALL, self.columns), *self.segments.items()]
+                for c, p in columns.items()
+            },
+        }
+        return arrays_to_bytes(header, arrays)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Profile":
+        header, arrays = arrays_from_bytes(data)
+
+        def columns(segment: str, names: list[str]) -> dict[str, ColumnProfile]:
+            return {
+                name: _column_from_arrays(segment, name, arrays, header["moments"])
+                for name in names
+            }
+
+        return cls(
+            header["reference_id"],
+            header["n_rows"],
+            columns(OVERALL, header["columns"]),
+            {key: columns(key, names) for key, names in header["segments"].items()},
+            header["segment_rows"],
+            header["problems"],
+        )
+
+
+def _merge_columns(
+    a: Mapping[str, ColumnProfile], b: Mapping[str, ColumnProfile]
+) -> dict[str, ColumnProfile]:
+    return {
+        name: a[name].merge(b[name]) if name in a and name in b else a.get(name) or b[name]
+        for name in {*a, *b}
+    }
+
+
+# Profiles of small partitions are mostly empty bins: stored sparse (index, value).
+def _array_key(segment: str, column: str) -> str:
+    return f"{segment}|{column}"
+
+
+def _columns_to_arrays(segment: str, columns: Mapping[str, ColumnProfile]) -> dict:
+    arrays = {}
+    for name, profile in columns.items():
+        key = _array_key(segment, name)
+        nonzero = np.flatnonzero(profile.counts)
+        arrays[f"{key}|size"] = np.array([profile.counts.size])
+        arrays[f"{key}|index"] = nonzero
+        arrays[f"{key}|counts"] = profile.counts[nonzero]
+        if profile.sums is not None:
+            arrays[f"{key}|sums"] = profile.sums[nonzero]
+    return arrays
+
+
+def _column_from_arrays(
+    segment: str, name: str, arrays: Mapping, moments: Mapping
+) -> ColumnProfile:
+    key = _array_key(segment, name)
+    size = int(arrays[f"{key}|size"][0])
+    index = arrays[f"{key}|index"]
+    counts = np.zeros(size, np.int64)
+    counts[index] = arrays[f"{key}|counts"]
+    sums = None
+    if f"{key}|sums" in arrays:
+        sums = np.zeros(size)
+        sums[index] = arrays[f"{key}|sums"]
+    sum_squares, minimum, maximum, unseen = moments[key]
+    return ColumnProfile(counts, sums, sum_squares, minimum, maximum, unseen)
+
+
+def arrays_to_bytes(header: dict, arrays: Mapping[str, np.ndarray]) -> bytes:
+    """A JSON header and named arrays as one .npz. No pickles: the file is data, not code."""
+    buffer = io.BytesIO()
+    encoded = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez_compressed(buffer, __header__=encoded, **arrays)
+    return buffer.getvalue()
+
+
+def arrays_from_bytes(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    header = json.loads(arrays.pop("__header__").tobytes().decode())
+    return header, arrays
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
