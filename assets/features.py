@@ -1,11 +1,11 @@
-"""Feature assets: the daily feature table partition and its per-partition profile."""
+"""The daily feature table: one partition of model inputs as landed, frozen as Parquet."""
 
 import datetime as dt
 
 import dagster as dg
 import pandas as pd
 
-from orchestrator.core.spec import FeatureKind, MonitoredModelSpec
+from orchestrator.core.spec import MonitoredModelSpec
 from orchestrator.naming import ModelNames
 from orchestrator.resources import DriftgateHomeResource
 
@@ -47,45 +47,3 @@ def build_feature_table(
         )
 
     return feature_table
-
-
-def partition_summary(frame: pd.DataFrame, spec: MonitoredModelSpec) -> pd.DataFrame:
-    """Per feature: rows, nulls, mean/std (numerical) or distinct count (categorical)."""
-    rows = []
-    for f in spec.features:
-        column = frame[f.name]
-        numerical = f.kind is FeatureKind.NUMERICAL
-        rows.append(
-            {
-                "feature": f.name,
-                "rows": len(column),
-                "nulls": int(column.isna().sum()),
-                "mean": float(column.mean()) if numerical else None,
-                "std": float(column.std()) if numerical else None,
-                "distinct": int(column.nunique()),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def build_feature_profile(
-    spec: MonitoredModelSpec, names: ModelNames, partitions_def: dg.PartitionsDefinition
-) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=names.feature_profile,
-        deps=[names.feature_table],
-        partitions_def=partitions_def,
-        group_name=spec.name,
-        kinds={"parquet"},
-        description=f"{spec.name}: a per-feature summary of one accepted partition. It is built "
-        "only when the blocking gates on the feature table pass.",
-    )
-    def feature_profile(
-        context: dg.AssetExecutionContext, driftgate_home: DriftgateHomeResource
-    ) -> dg.MaterializeResult:
-        store = driftgate_home.store(spec)
-        summary = partition_summary(store.read_table("feature_table", context.partition_key), spec)
-        store.write_table("feature_profile", summary, context.partition_key)
-        return dg.MaterializeResult(metadata={"features": len(summary)})
-
-    return feature_profile

@@ -1,73 +1,128 @@
-"""Drift gate: a feature partition compared with the reference the champion was trained on."""
+"""Drift gate: a window of daily profiles compared with the champion's reference profile."""
+
+import datetime as dt
+from dataclasses import dataclass
 
 import dagster as dg
-import pandas as pd
 
+from assets.profiles import StoredReference, day_profile, load_reference
 from orchestrator.adapters.partition_store import PartitionStore
 from orchestrator.core.audit import AuditAction, AuditEvent
-from orchestrator.core.drift import DriftDetector, DriftSpec, summarize
+from orchestrator.core.drift import DriftReport, DriftVerdict, apply_persistence, summarize
 from orchestrator.core.errors import DataError
 from orchestrator.core.gates import GateResult, GateVerdict, evaluate_drift
-from orchestrator.core.registry import CHAMPION, ModelRegistry
-from orchestrator.core.spec import MonitoredModelSpec
+from orchestrator.core.profile import Profile
+from orchestrator.core.spec import MonitoredModelSpec, date_range
 from orchestrator.metadata import check_result, drift_table
 from orchestrator.naming import ModelNames
 from orchestrator.resources import AuditResource, DriftgateHomeResource, RegistryResource
 
 
-def reference_partitions(spec: MonitoredModelSpec, registry: ModelRegistry) -> list[str]:
-    """The champion's training partitions; before any champion, the configured window."""
-    champion = registry.get_alias(spec.name, CHAMPION)
-    if champion is not None and champion.training_partitions:
-        return champion.training_partitions
-    return [day.isoformat() for day in spec.reference_days]
+@dataclass(frozen=True)
+class WindowJudgement:
+    report: DriftReport
+    days: list[str]  # the days of the judged window that had data
 
 
-def load_reference(
-    spec: MonitoredModelSpec, store: PartitionStore, registry: ModelRegistry
-) -> tuple[pd.DataFrame, list[str]]:
-    partitions = reference_partitions(spec, registry)
-    return store.read_partitions("feature_table", partitions), partitions
+def _window_sample(spec: MonitoredModelSpec, store: PartitionStore, days: list[str]):
+    """Rows for the multivariate detector: a bounded random sample of the window."""
+    frame = store.read_partitions("feature_table", days)
+    rows = min(len(frame), spec.drift.multivariate.sample_rows)
+    return frame.sample(n=rows, random_state=spec.drift.multivariate.seed)
+
+
+def judge_window(
+    spec: MonitoredModelSpec, store: PartitionStore, reference: StoredReference, day: str
+) -> WindowJudgement:
+    """The window of `window_days` ending on `day`, judged with persistence over the windows
+    ending on each of the `persistence.n` days up to it (oldest first)."""
+    policy, detector = spec.drift, reference.detector
+    end = dt.date.fromisoformat(day)
+    span = policy.window_days + policy.persistence.n - 1
+    profiles = {
+        d.isoformat(): day_profile(detector, store, d.isoformat())
+        for d in date_range(end - dt.timedelta(days=span - 1), end)
+    }
+    if profiles[day] is None:
+        raise DataError(f"{spec.name}: no profile and no frozen rows for {day}")
+    reports, days = [], []
+    for back in reversed(range(policy.persistence.n)):
+        last = end - dt.timedelta(days=back)
+        days = [
+            d.isoformat()
+            for d in date_range(last - dt.timedelta(days=policy.window_days - 1), last)
+            if profiles.get(d.isoformat()) is not None
+        ]
+        if not days:
+            continue
+        window = Profile.merge_all(profiles[d] for d in days)
+        wants_sample = back == 0 and policy.multivariate.enabled
+        sample = _window_sample(spec, store, days) if wants_sample else None
+        reports.append(detector.compare(window, sample=sample))
+    report = apply_persistence(reports, policy.persistence.m, policy.persistence.n)
+    return WindowJudgement(report, days)
+
+
+def _segments_markdown(report: DriftReport) -> dg.MetadataValue:
+    lines = ["| segment | rows | verdict | drifted columns |", "|---|---|---|---|"]
+    lines += [
+        f"| {s.segment} | {s.n_current} | {s.verdict.value} | {', '.join(s.drifted_columns)} |"
+        for s in report.ranked_segments()[:20]
+    ]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def _report_metadata(judged: WindowJudgement, reference: StoredReference) -> dict:
+    report = judged.report
+    metadata = {
+        "drift": drift_table(report),
+        "window": f"{judged.days[0]}..{judged.days[-1]} ({len(judged.days)} days)",
+        "reference_partitions": reference.span,
+        "dagster/row_count": report.n_current,
+    }
+    if report.segments:
+        metadata["segments"] = _segments_markdown(report)
+        metadata["drifted_segments"] = ", ".join(report.drifted_segments) or "none"
+    if report.multivariate is not None:
+        metadata["multivariate_auroc"] = report.multivariate.statistic
+        metadata["multivariate"] = report.multivariate.reason
+    return metadata
 
 
 def build_drift_check(
     spec: MonitoredModelSpec, names: ModelNames, partitions_def: dg.PartitionsDefinition
 ) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=names.feature_table,
+        asset=names.feature_profile,
         name=names.drift_check.name,
         blocking=True,
         partitions_def=partitions_def,
-        description=f"{spec.name}: every feature's distribution is within its drift thresholds "
-        "against the champion's training data. Blocks at error level.",
+        description=f"{spec.name}: the window of days ending on this one is within its drift "
+        "thresholds against the champion's training data: every feature, every segment and "
+        "(if enabled) the joint distribution. Blocks at error level.",
     )
-    def feature_table_within_drift_threshold(
+    def feature_profile_within_drift_thresholds(
         context: dg.AssetCheckExecutionContext,
         driftgate_home: DriftgateHomeResource,
         model_registry: RegistryResource,
         audit: AuditResource,
     ) -> dg.AssetCheckResult:
-        store, partition = driftgate_home.store(spec), context.partition_key
+        store, day = driftgate_home.store(spec), context.partition_key
         try:
-            reference, partitions = load_reference(spec, store, model_registry.registry())
-            detector = DriftDetector(DriftSpec.for_model(spec)).fit(reference)
-            report = detector.compare(store.read_table("feature_table", partition))
+            reference = load_reference(spec, store, model_registry.registry())
+            judged = judge_window(spec, store, reference, day)
         except DataError as e:
             return check_result(GateResult("drift", GateVerdict.BLOCK, f"no evidence: {e}"))
-        if report.drifted_columns:
+        if judged.report.verdict is DriftVerdict.DRIFT:
             audit.log().append(
                 AuditEvent(
                     AuditAction.DRIFT_BREACH,
                     f"check:{names.drift_check.name}",
                     spec.name,
                     dagster_run_id=context.run.run_id,
-                    evidence={"partition": partition, **summarize(report)},
+                    evidence={"partition": day, **summarize(judged.report)},
                 )
             )
-        return check_result(
-            evaluate_drift(report),
-            drift=drift_table(report),
-            reference_partitions=f"{partitions[0]}..{partitions[-1]} ({len(partitions)} days)",
-        )
+        return check_result(evaluate_drift(judged.report), **_report_metadata(judged, reference))
 
-    return feature_table_within_drift_threshold
+    return feature_profile_within_drift_thresholds

@@ -42,8 +42,9 @@ def build_jobs(names: ModelNames, partitions_def: dg.PartitionsDefinition) -> di
         ),
         "promote": dg.define_asset_job(
             names.promote_job,
-            selection=dg.AssetSelection.assets(names.champion_model),
-            description="Move the champion alias to an approved version whose gates passed.",
+            selection=dg.AssetSelection.assets(names.champion_model, names.reference_profile),
+            description="Move the champion alias to an approved version whose gates passed, "
+            "then profile the data it was trained on as the new drift reference.",
         ),
     }
 

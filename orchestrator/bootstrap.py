@@ -3,7 +3,7 @@
 The drift check compares each day with the champion's training data, and before any champion
 with the configured reference window; so the window's partitions are materialized first (with
 their freshness and contract checks, not the drift check, which has nothing to compare with
-yet), and the first candidate is trained on exactly that window.
+yet), profiled as the reference, and the first candidate is trained on exactly that window.
 """
 
 import datetime as dt
@@ -92,6 +92,25 @@ def freeze_reference_window(
             reason = contract.reason_text if contract else "the partition did not materialize"
             raise DataError(f"{spec.name}: reference day {day} is not usable: {reason}")
         on_day(day)
+    profile_reference(spec, defs, instance)
+
+
+def profile_reference(
+    spec: MonitoredModelSpec, defs: dg.Definitions, instance: dg.DagsterInstance
+) -> None:
+    """Materialize `reference_profile` from the frozen reference partitions."""
+    from orchestrator.components import build_model_definitions
+
+    names, model_defs = ModelNames(spec.name), build_model_definitions(spec)
+    result = dg.materialize(
+        [a for a in model_defs.assets if names.reference_profile in a.keys],
+        instance=instance,
+        resources=defs.resources,
+        run_config=QUIET_LOGS,
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise DataError(f"{spec.name}: the reference profile failed (Dagster run {result.run_id})")
 
 
 def first_candidate(

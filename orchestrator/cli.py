@@ -199,13 +199,21 @@ def promote(
                 **QUIET_LOGS,
             },
         )
-    if not result.success:
+    if not result.is_node_success(op):
         _fail(
             DriftgateError(
                 f"{model} v{version} was not promoted: {governance.decide(version).explain()}"
             )
         )
     _console().print(f"{model}: champion is now v{version} (run {result.run_id[:8]})")
+    if not result.success:
+        # The alias moved; only the new drift reference failed. Drift checks block (stale
+        # reference) until it is rebuilt, so say so rather than report success silently.
+        _console().print(
+            f"[yellow]warning:[/] the reference profile of v{version}'s training data failed; "
+            f"drift checks block until `{names.reference_profile.to_user_string()}` is "
+            "materialized again (see the run in the Dagster UI)"
+        )
 
 
 @app.command()

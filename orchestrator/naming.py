@@ -21,6 +21,10 @@ class ModelNames:
         return self.key("feature_profile")
 
     @property
+    def reference_profile(self) -> dg.AssetKey:
+        return self.key("reference_profile")
+
+    @property
     def training_dataset(self) -> dg.AssetKey:
         return self.key("training_dataset")
 
@@ -42,7 +46,7 @@ class ModelNames:
 
     @property
     def drift_check(self) -> dg.AssetCheckKey:
-        return dg.AssetCheckKey(self.feature_table, "feature_table_within_drift_threshold")
+        return dg.AssetCheckKey(self.feature_profile, "feature_profile_within_drift_thresholds")
 
     @property
     def training_contract_check(self) -> dg.AssetCheckKey:

@@ -55,6 +55,11 @@ class PartitionStore:
         base = self.root / self.model / table
         return base / f"{partition}.parquet" if partition else base.with_suffix(".parquet")
 
+    def artifact_path(self, name: str, partition: str | None = None) -> Path:
+        """Where driftgate keeps a non-tabular artifact (profiles): `<model>/<name>[/<p>].npz`."""
+        base = self.root / self.model / name
+        return base / f"{partition}.npz" if partition else base.with_suffix(".npz")
+
     def write_table(self, table: str, frame: pd.DataFrame, partition: str | None = None) -> Path:
         path = self.table_path(table, partition)
         write_parquet_atomically(frame, path)

@@ -14,7 +14,8 @@ import warnings
 
 import dagster as dg
 
-from assets.features import build_feature_profile, build_feature_table
+from assets.features import build_feature_table
+from assets.profiles import build_feature_profile, build_reference_profile
 from assets.training import build_training_assets
 from checks.contract import build_feature_contract_check, build_training_contract_check
 from checks.drift import build_drift_check
@@ -48,6 +49,7 @@ def _build(spec: MonitoredModelSpec) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             build_feature_table(spec, names, daily),
+            build_reference_profile(spec, names),
             build_feature_profile(spec, names, daily),
             training_dataset,
             candidate_model,

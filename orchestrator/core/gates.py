@@ -34,7 +34,8 @@ class GateResult:
 
 
 def evaluate_drift(report: DriftReport | None) -> GateResult:
-    """BLOCK on drift at error level or on columns that could not be judged; WARN on warnings."""
+    """BLOCK on drift at error level (a column, a segment, or the joint distribution) or on
+    columns that could not be judged; WARN on warnings."""
     gate = "drift"
     if report is None or not report.columns:
         return GateResult(gate, GateVerdict.BLOCK, "no drift report covering any column")
@@ -44,26 +45,42 @@ def evaluate_drift(report: DriftReport | None) -> GateResult:
         "worst_method": worst.worst.method,
         "worst_statistic": worst.worst.statistic,
         "drifted_columns": len(report.drifted_columns),
+        "drifted_segments": len(report.drifted_segments),
     }
     threshold = {"warn": worst.worst.threshold.warn, "error": worst.worst.threshold.error}
     unjudged = report.columns_with(DriftVerdict.INSUFFICIENT_DATA) + report.columns_with(
         DriftVerdict.INVALID
     )
+    if report.verdict is DriftVerdict.DRIFT:
+        return GateResult(gate, GateVerdict.BLOCK, _drift_reason(report), metrics, threshold)
+    if unjudged:
+        reason = f"cannot judge {unjudged}: {worst.worst.reason}"
+        return GateResult(gate, GateVerdict.BLOCK, reason, metrics, threshold)
+    if report.verdict is not DriftVerdict.OK:
+        warned = report.columns_with(DriftVerdict.WARN)
+        segments = [s.segment for s in report.segments if s.verdict is DriftVerdict.WARN]
+        reason = f"drift at warn level in {warned + segments or 'the joint distribution'}"
+        return GateResult(gate, GateVerdict.WARN, reason, metrics, threshold)
+    return GateResult(
+        gate, GateVerdict.PASS, "every column within its warn level", metrics, threshold
+    )
+
+
+def _drift_reason(report: DriftReport) -> str:
+    parts = []
     if report.drifted_columns:
-        verdict, reason = (
-            GateVerdict.BLOCK,
-            (
-                f"drift at error level in {report.drifted_columns}; worst {worst.column} "
-                f"({worst.worst.method} {worst.worst.reason})"
-            ),
+        worst = report.ranked()[0]
+        parts.append(
+            f"drift at error level in {report.drifted_columns}; worst {worst.column} "
+            f"({worst.worst.method} {worst.worst.reason})"
         )
-    elif unjudged:
-        verdict, reason = GateVerdict.BLOCK, f"cannot judge {unjudged}: {worst.worst.reason}"
-    elif warned := report.columns_with(DriftVerdict.WARN):
-        verdict, reason = GateVerdict.WARN, f"drift at warn level in {warned}"
-    else:
-        verdict, reason = GateVerdict.PASS, "every column within its warn level"
-    return GateResult(gate, verdict, reason, metrics, threshold)
+    drifted = [s for s in report.ranked_segments() if s.drifted_columns]
+    parts += [f"segment {s.segment}: drift in {s.drifted_columns}" for s in drifted[:3]]
+    if len(drifted) > 3:
+        parts.append(f"and {len(drifted) - 3} more segments")
+    if report.multivariate_drift:
+        parts.append(f"joint distribution: {report.multivariate.reason}")
+    return "; ".join(parts)
 
 
 def evaluate_freshness(

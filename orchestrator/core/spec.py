@@ -174,7 +174,9 @@ class MultivariatePolicy(_Strict):
     """The domain classifier: a model that tries to tell current rows from reference rows.
 
     A cross-validated AUROC near 0.5 means it cannot; outside the error band, the joint
-    distribution changed, even when no single column did (a changed correlation)."""
+    distribution changed, even when no single column did (a changed correlation). The bands
+    are two-sided, as NannyML's: an AUROC below the low end is judged as well.
+    """
 
     enabled: bool = False
     sample_rows: int = 5000
@@ -184,17 +186,30 @@ class MultivariatePolicy(_Strict):
     min_rows: int = 500
     seed: int = 0
 
-    _bounds = {"sample_rows": (100, 1e7), "folds": (2, 20), "min_rows": (10, 1e12)}
+    # Bounds are checked by validators, not Field(ge=...), for the same reason as spec._Strict:
+    # Dagster's component schema derivation rejects constrained fields in nested models.
+    @field_validator("warn_band", "error_band")
+    @classmethod
+    def _ordered_band(cls, band: tuple[float, float], info) -> tuple[float, float]:
+        low, high = band
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"{info.field_name} must satisfy 0 <= low < high <= 1, got {band}")
+        return band
 
     @model_validator(mode="after")
-    def _bands_nested(self) -> "MultivariatePolicy":
-        for name in ("warn_band", "error_band"):
-            low, high = getattr(self, name)
-            if not 0 <= low < high <= 1:
-                raise ValueError(f"{name} must be [low, high] with 0 <= low < high <= 1")
+    def _within_bounds(self) -> "MultivariatePolicy":
+        if not 2 <= self.folds <= 20:
+            raise ValueError(f"folds must be between 2 and 20, got {self.folds}")
+        if self.sample_rows < 100:
+            raise ValueError(f"sample_rows must be at least 100, got {self.sample_rows}")
+        # Stratified folds need at least `folds` rows of each side.
+        if self.min_rows < self.folds:
+            raise ValueError(f"min_rows must be at least folds ({self.folds}), got {self.min_rows}")
         (warn_low, warn_high), (error_low, error_high) = self.warn_band, self.error_band
         if not error_low <= warn_low < warn_high <= error_high:
-            raise ValueError("error_band must contain warn_band")
+            raise ValueError(
+                f"error_band {self.error_band} must contain warn_band {self.warn_band}"
+            )
         return self
 
 

@@ -39,7 +39,7 @@ def test_demo_model_objects_are_defined():
     assert checks == {
         "feature_table_is_fresh",
         "feature_table_matches_contract",
-        "feature_table_within_drift_threshold",
+        "feature_profile_within_drift_thresholds",
         "training_dataset_matches_contract",
         "candidate_model_not_worse_than_champion",
     }

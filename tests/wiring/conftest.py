@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from assets.profiles import fit_reference, save_reference
 from orchestrator.adapters.partition_store import PartitionStore, write_parquet_atomically
 from orchestrator.components import build_model_definitions
 from orchestrator.core.registry import InMemoryModelRegistry
@@ -102,4 +103,6 @@ def toy(tmp_path) -> ToyModel:
             features, _ = toy_day(n)
             model.land(n)
             store.write_table("feature_table", features, day(n))
+        reference = [day(n) for n in range(1, 6)]
+        save_reference(store, fit_reference(spec, store, reference), reference)
         yield model

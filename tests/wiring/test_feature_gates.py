@@ -1,4 +1,4 @@
-"""The daily run: a drifted partition fails the blocking drift check; downstream does not run."""
+"""The daily run: contract and freshness gate the profile; the drift check judges the profile."""
 
 from orchestrator.adapters.partition_store import write_parquet_atomically
 from orchestrator.core.audit import AuditAction
@@ -7,7 +7,7 @@ from orchestrator.resources import AuditResource
 from tests.wiring.conftest import day
 
 
-def test_drifted_partition_fails_blocking_drift_check_and_skips_downstream(toy):
+def test_drifted_partition_fails_blocking_drift_check_and_is_audited(toy):
     result = toy.materialize_day(6, shift=1.5)
     drift = check_in_run(toy.instance, toy.names.drift_check, result.run_id)
     assert drift is not None and drift.blocks
@@ -15,8 +15,10 @@ def test_drifted_partition_fails_blocking_drift_check_and_skips_downstream(toy):
     table = drift.metadata["drift"].value
     assert {row.data["column"] for row in table.records} == {"x1", "x2", "x3", "color", "shop"}
     assert {"threshold.warn", "threshold.error"} <= set(drift.metadata)
-    assert toy.instance.get_latest_materialization_event(toy.names.feature_table) is not None
-    assert toy.instance.get_latest_materialization_event(toy.names.feature_profile) is None
+    assert drift.value("window") == f"{day(6)}..{day(6)} (1 days)"
+    # The drifted day keeps its profile: later windows and persistence are judged from it.
+    assert toy.instance.get_latest_materialization_event(toy.names.feature_profile) is not None
+    assert toy.store.artifact_path("feature_profile", day(6)).exists()
     breaches = AuditResource(home=str(toy.home)).log().events("toy", [AuditAction.DRIFT_BREACH])
     assert [e.evidence["partition"] for e in breaches] == [day(6)]
     assert breaches[0].dagster_run_id == result.run_id
@@ -38,7 +40,7 @@ def test_contract_violation_blocks_with_the_failing_expectation_named(toy):
     result = toy.run_monitor(6)
     freshness = check_in_run(toy.instance, toy.names.freshness_check, result.run_id)
     drift = check_in_run(toy.instance, toy.names.drift_check, result.run_id)
-    assert freshness.passed and not drift.blocks  # only the contract stands in the way
+    assert freshness.passed and drift is None  # the contract stops the profile, so its check
     contract = check_in_run(toy.instance, toy.names.contract_check, result.run_id)
     assert contract is not None and contract.blocks
     failures = contract.metadata["failed_expectations"].value
