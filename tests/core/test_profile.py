@@ -1,0 +1,181 @@
+"""Profiles: exact merges, accuracy against scipy's exact statistics, and every input kind."""
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from orchestrator.core.drift import DriftDetector, DriftSpec, DriftVerdict
+from orchestrator.core.errors import DataError
+from orchestrator.core.profile import Profile
+from orchestrator.core.spec import DriftPolicy, FeatureKind
+
+NUM, CAT = FeatureKind.NUMERICAL, FeatureKind.CATEGORICAL
+
+
+def frame(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(loc=shift, size=rows)
+    x[rng.random(rows) < 0.02] = np.nan
+    return pd.DataFrame(
+        {
+            "x": x,
+            "y": rng.lognormal(size=rows),
+            "c": rng.choice(["a", "b", "c", "d"], rows, p=[0.4, 0.3, 0.2, 0.1]),
+            "region": rng.choice(["eu", "us", "apac"], rows),
+        }
+    )
+
+
+def fitted(reference: pd.DataFrame, **policy) -> DriftDetector:
+    spec = DriftSpec(
+        columns={"x": NUM, "y": NUM, "c": CAT, "region": CAT},
+        segments=["region"],
+        policy=DriftPolicy(min_rows=100, min_segment_rows=100, **policy),
+    )
+    return DriftDetector(spec).fit(reference)
+
+
+def statistic(report, column: str, method: str) -> float:
+    result = next(c for c in report.columns if c.column == column)
+    return next(m.statistic for m in result.methods if m.method == method)
+
+
+def assert_same_profile(a: Profile, b: Profile) -> None:
+    assert a.n_rows == b.n_rows and a.segment_rows == b.segment_rows
+    for left, right in [(a.columns, b.columns)] + [
+        (a.segments[k], b.segments[k]) for k in a.segments
+    ]:
+        assert set(left) == set(right)
+        for name in left:
+            np.testing.assert_array_equal(left[name].counts, right[name].counts)
+            if left[name].sums is not None:
+                np.testing.assert_allclose(left[name].sums, right[name].sums, rtol=1e-9)
+                assert left[name].sum_squares == pytest.approx(right[name].sum_squares)
+                assert (left[name].minimum, left[name].maximum) == (
+                    right[name].minimum,
+                    right[name].maximum,
+                )
+            assert dict(left[name].unseen) == dict(right[name].unseen)
+
+
+def test_merge_is_exact_profile_of_the_concatenation():
+    detector = fitted(frame(20_000, seed=1))
+    a, b = frame(7_000, seed=2, shift=0.3), frame(3_000, seed=3)
+    b.loc[:50, "c"] = "never-seen"
+    whole = detector.profile(pd.concat([a, b], ignore_index=True))
+    assert_same_profile(whole, detector.profile(a).merge(detector.profile(b)))
+    assert whole.columns["c"].unseen == {"never-seen": 51}
+    assert set(whole.segments) == {"region=eu", "region=us", "region=apac"}
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), cut=st.floats(0.05, 0.95))
+def test_merge_is_exact_for_any_split(seed, cut):
+    detector = fitted(frame(5_000, seed=0))
+    data = frame(4_000, seed=seed, shift=seed % 3 * 0.5)
+    at = int(len(data) * cut)
+    merged = detector.profile(data.iloc[:at]).merge(detector.profile(data.iloc[at:]))
+    assert_same_profile(detector.profile(data), merged)
+
+
+DISTRIBUTIONS = {
+    "normal": lambda rng, n, shift, scale: rng.normal(shift, scale, n),
+    "lognormal": lambda rng, n, shift, scale: rng.lognormal(shift, scale, n),
+    "exponential": lambda rng, n, shift, scale: rng.exponential(scale, n) + shift,
+    "uniform": lambda rng, n, shift, scale: rng.uniform(shift, shift + scale, n),
+    "bimodal": lambda rng, n, shift, scale: np.concatenate(
+        [rng.normal(-2, 0.5, n // 2), rng.normal(2 + shift, 0.5 * scale, n - n // 2)]
+    ),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    distribution=st.sampled_from(sorted(DISTRIBUTIONS)),
+    seed=st.integers(0, 2**32 - 1),
+    n_reference=st.integers(1_000, 50_000),
+    n_current=st.integers(1_000, 50_000),
+    shift=st.floats(-1.5, 1.5),
+    scale=st.floats(0.5, 2.0),
+)
+def test_profile_ks_and_wasserstein_are_within_0_005_of_scipys_exact_values(
+    distribution, seed, n_reference, n_current, shift, scale
+):
+    rng = np.random.default_rng(seed)
+    draw = DISTRIBUTIONS[distribution]
+    reference, current = draw(rng, n_reference, 0.0, 1.0), draw(rng, n_current, shift, scale)
+    spec = DriftSpec(columns={"v": NUM}, policy=DriftPolicy(min_rows=1))
+    detector = DriftDetector(spec).fit(pd.DataFrame({"v": reference}))
+    report = detector.compare(pd.DataFrame({"v": current}))
+    exact_ks = stats.ks_2samp(reference, current).statistic
+    exact_w = stats.wasserstein_distance(reference, current) / reference.std()
+    assert statistic(report, "v", "ks") == pytest.approx(exact_ks, abs=0.005)
+    assert statistic(report, "v", "wasserstein") == pytest.approx(exact_w, abs=0.005)
+
+
+def test_dataframe_arrow_and_parquet_inputs_give_the_same_profile(tmp_path):
+    detector = fitted(frame(10_000, seed=1))
+    data = frame(6_000, seed=4, shift=0.2)
+    table = pa.Table.from_pandas(data, preserve_index=False)
+    path = tmp_path / "day.parquet"
+    pq.write_table(table.append_column("ignored", pa.array(["z"] * len(data))), path,
+                   row_group_size=1_000)
+    expected = detector.profile(data)
+    assert_same_profile(expected, detector.profile(table))
+    assert_same_profile(expected, detector.profile(path))
+    assert detector.compare(path).to_dict() == detector.compare(expected).to_dict()
+
+
+def test_fit_from_a_parquet_file_matches_fit_from_the_frame(tmp_path):
+    reference = frame(30_000, seed=1)
+    path = tmp_path / "reference.parquet"
+    reference.to_parquet(path, row_group_size=4_000)
+    from_file, from_frame = fitted(path), fitted(reference)
+    assert from_file.reference_id_ == from_frame.reference_id_
+    assert_same_profile(from_file.reference_, from_frame.reference_)
+
+
+def test_profiles_of_different_references_do_not_merge():
+    first, second = fitted(frame(5_000, seed=1)), fitted(frame(5_000, seed=2))
+    with pytest.raises(DataError, match="re-profile"):
+        first.profile(frame(100, seed=3)).merge(second.profile(frame(100, seed=3)))
+    with pytest.raises(DataError, match="profile the data with this detector"):
+        first.compare(second.profile(frame(100, seed=3)))
+
+
+def test_saved_profiles_and_detectors_round_trip(tmp_path):
+    detector = fitted(frame(10_000, seed=1), learned_thresholds={"chunks": 5})
+    profile = detector.profile(frame(3_000, seed=2, shift=1.0))
+    profile.save(tmp_path / "day.npz")
+    assert_same_profile(profile, Profile.load(tmp_path / "day.npz"))
+    detector.save(tmp_path / "reference.npz")
+    loaded = DriftDetector.load(tmp_path / "reference.npz")
+    assert loaded.compare(profile).to_dict() == detector.compare(profile).to_dict()
+    assert loaded.thresholds_ == detector.thresholds_
+    with pytest.raises(DataError, match="no fitted reference"):
+        DriftDetector.load(tmp_path / "missing.npz")
+
+
+def test_psi_bins_are_the_references_deciles():
+    detector = fitted(frame(50_000, seed=1))
+    reference = detector.reference_.columns["y"]
+    coarse = np.add.reduceat(reference.counts[:-1], detector.coarse_starts_["y"])
+    assert coarse.size == 10
+    np.testing.assert_allclose(coarse / reference.n_values, 0.1, atol=0.002)
+
+
+def test_a_heavy_tailed_column_gets_a_finer_piecewise_grid():
+    rng = np.random.default_rng(5)
+    pareto = pd.DataFrame({"v": rng.pareto(0.8, 100_000) + 1})
+    detector = DriftDetector(DriftSpec(columns={"v": NUM})).fit(pareto)
+    assert detector.grids_["v"].knots.size > 2  # not one uniform run
+    current = rng.pareto(0.8, 20_000) + 1
+    report = detector.compare(pd.DataFrame({"v": current}))
+    exact = stats.ks_2samp(pareto["v"], current).statistic
+    assert statistic(report, "v", "ks") == pytest.approx(exact, abs=0.005)
+    assert report.verdict is DriftVerdict.OK
