@@ -60,9 +60,9 @@ def make_frame(rows: int, seed: int, shift: float = 0.0, copies: int = 1) -> pd.
 
 def spec_for(frame: pd.DataFrame) -> DriftSpec:
     kinds = {
-        c: FeatureKind.CATEGORICAL if isinstance(frame[c].dtype, pd.CategoricalDtype) else (
-            FeatureKind.NUMERICAL
-        )
+        c: FeatureKind.CATEGORICAL
+        if isinstance(frame[c].dtype, pd.CategoricalDtype)
+        else (FeatureKind.NUMERICAL)
         for c in frame.columns
     }
     return DriftSpec(columns=kinds, policy=DriftPolicy())
@@ -79,7 +79,8 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
 
 def floor_seconds(reference: pd.DataFrame, current: pd.DataFrame, repeats: int) -> float:
     arrays = [
-        frame[c].cat.codes.to_numpy() if isinstance(frame[c].dtype, pd.CategoricalDtype)
+        frame[c].cat.codes.to_numpy()
+        if isinstance(frame[c].dtype, pd.CategoricalDtype)
         else frame[c].to_numpy()
         for frame in (reference, current)
         for c in frame.columns
@@ -124,8 +125,15 @@ def parquet_child(detector_path: str, parquet_path: str) -> None:
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     sys.stdout.write(
-        json.dumps({"seconds": seconds, "peak_mb": peak_mb, "rows": profile.n_rows,
-                    "verdict": report.verdict.value}) + "\n"
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_mb": peak_mb,
+                "rows": profile.n_rows,
+                "verdict": report.verdict.value,
+            }
+        )
+        + "\n"
     )
 
 
@@ -146,9 +154,17 @@ def parquet_scenario(rows: int, workdir: Path) -> dict:
         writer.write_table(table, row_group_size=250_000)
     writer.close()
     output = subprocess.run(
-        [sys.executable, "-m", "benchmarks.drift", "--child", str(detector_path),
-         str(parquet_path)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.drift",
+            "--child",
+            str(detector_path),
+            str(parquet_path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -179,8 +195,15 @@ def main() -> None:
         return
 
     table = Table(title="driftgate drift benchmark (fit + profile + compare)")
-    for name in ("scenario", "rows (ref + cur)", "columns", "driftgate s", "floor s",
-                 "ratio to floor", "note"):
+    for name in (
+        "scenario",
+        "rows (ref + cur)",
+        "columns",
+        "driftgate s",
+        "floor s",
+        "ratio to floor",
+        "note",
+    ):
         table.add_column(name)
     sizes = [n for n in (100_000, 1_000_000, 10_000_000) if n <= args.max_rows]
     per_row = {}
@@ -191,29 +214,63 @@ def main() -> None:
         ours = driftgate_seconds(reference, current, repeats)
         per_row[rows] = ours / rows
         linear = f"{per_row[rows] / per_row[sizes[0]]:.2f}x the 100k time per row"
-        table.add_row("in memory", f"{rows:,} + {rows:,}", "25", f"{ours:.3f}", f"{floor:.4f}",
-                      f"{ours / floor:.1f}", linear)
+        table.add_row(
+            "in memory",
+            f"{rows:,} + {rows:,}",
+            "25",
+            f"{ours:.3f}",
+            f"{floor:.4f}",
+            f"{ours / floor:.1f}",
+            linear,
+        )
         if rows == 1_000_000:
             naive = naive_seconds(reference, current)
-            table.add_row("naive numpy + scipy", f"{rows:,} + {rows:,}", "25", f"{naive:.3f}",
-                          f"{floor:.4f}", f"{naive / floor:.1f}", "for scale")
+            table.add_row(
+                "naive numpy + scipy",
+                f"{rows:,} + {rows:,}",
+                "25",
+                f"{naive:.3f}",
+                f"{floor:.4f}",
+                f"{naive / floor:.1f}",
+                "for scale",
+            )
             wide_ref = make_frame(rows, seed=1, copies=2)
             wide_cur = make_frame(rows, seed=2, copies=2)
             wide = driftgate_seconds(wide_ref, wide_cur, repeats)
             wide_floor = floor_seconds(wide_ref, wide_cur, 5)
-            table.add_row("in memory, columns doubled", f"{rows:,} + {rows:,}", "50",
-                          f"{wide:.3f}", f"{wide_floor:.4f}", f"{wide / wide_floor:.1f}",
-                          f"{wide / ours:.2f}x the 25-column time")
+            table.add_row(
+                "in memory, columns doubled",
+                f"{rows:,} + {rows:,}",
+                "50",
+                f"{wide:.3f}",
+                f"{wide_floor:.4f}",
+                f"{wide / wide_floor:.1f}",
+                f"{wide / ours:.2f}x the 25-column time",
+            )
             del wide_ref, wide_cur
         del reference, current
     if args.max_rows >= 10_000_000:
         with tempfile.TemporaryDirectory() as tmp:
             child = parquet_scenario(10_000_000, Path(tmp))
-        table.add_row("Parquet file, streamed", f"1,000,000 + {child['rows']:,}", "25",
-                      f"{child['seconds']:.3f}", "", "", f"peak RSS {child['peak_mb']:.0f} MB")
+        table.add_row(
+            "Parquet file, streamed",
+            f"1,000,000 + {child['rows']:,}",
+            "25",
+            f"{child['seconds']:.3f}",
+            "",
+            "",
+            f"peak RSS {child['peak_mb']:.0f} MB",
+        )
     merge_compare, with_load = window_scenario()
-    table.add_row("30 daily profiles merged + compared", "1,000,000 + 30 x 100,000", "25",
-                  f"{merge_compare:.4f}", "", "", f"{with_load:.3f} s including loading files")
+    table.add_row(
+        "30 daily profiles merged + compared",
+        "1,000,000 + 30 x 100,000",
+        "25",
+        f"{merge_compare:.4f}",
+        "",
+        "",
+        f"{with_load:.3f} s including loading files",
+    )
     console.print(table)
 
 

@@ -57,8 +57,13 @@ def inject(frame: pd.DataFrame, rng: np.random.Generator) -> dict[str, str]:
     k3 = frame["k3"].astype(str)
     k3[rng.random(len(frame)) < 0.1] = "brand-new"  # 10% in a category never seen
     frame["k3"] = k3
-    return {"x0": "ks", "x11": "wasserstein", "x5": "null_rate", "k1": "chi_square",
-            "k3": "unseen_share"}
+    return {
+        "x0": "ks",
+        "x11": "wasserstein",
+        "x5": "null_rate",
+        "k1": "chi_square",
+        "k3": "unseen_share",
+    }
 
 
 def test_every_injected_drift_is_found_and_nothing_else(million):
@@ -162,8 +167,8 @@ def test_p_value_methods_are_opt_in_and_benjamini_hochberg_corrected():
     reference = pd.DataFrame({c: rng.normal(size=3_000) for c in columns})
     current = pd.DataFrame({c: rng.normal(size=3_000) for c in columns})
     current["x0"] += 0.3
-    report = DriftDetector(DriftSpec(columns=columns, policy=policy)).fit(reference).compare(
-        current
+    report = (
+        DriftDetector(DriftSpec(columns=columns, policy=policy)).fit(reference).compare(current)
     )
     assert report.drifted_columns == ["x0"]
     raw = np.array(
@@ -179,8 +184,8 @@ def test_chi_square_test_matches_scipy_contingency_p_value():
     reference = pd.DataFrame({"c": ["a"] * 500 + ["b"] * 500})
     current = pd.DataFrame({"c": ["a"] * 450 + ["b"] * 550})
     policy = DriftPolicy(categorical_methods=["chi_square_test"], min_rows=10)
-    report = DriftDetector(DriftSpec(columns={"c": CAT}, policy=policy)).fit(reference).compare(
-        current
+    report = (
+        DriftDetector(DriftSpec(columns={"c": CAT}, policy=policy)).fit(reference).compare(current)
     )
     expected = stats.chi2_contingency([[500, 500], [450, 550]], correction=False).pvalue
     assert report.columns[0].methods[0].statistic == pytest.approx(expected)

@@ -123,8 +123,9 @@ def test_dataframe_arrow_and_parquet_inputs_give_the_same_profile(tmp_path):
     data = frame(6_000, seed=4, shift=0.2)
     table = pa.Table.from_pandas(data, preserve_index=False)
     path = tmp_path / "day.parquet"
-    pq.write_table(table.append_column("ignored", pa.array(["z"] * len(data))), path,
-                   row_group_size=1_000)
+    pq.write_table(
+        table.append_column("ignored", pa.array(["z"] * len(data))), path, row_group_size=1_000
+    )
     expected = detector.profile(data)
     assert_same_profile(expected, detector.profile(table))
     assert_same_profile(expected, detector.profile(path))
