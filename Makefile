@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export DAGSTER_DISABLE_TELEMETRY := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo test ui lint clean
+.PHONY: install demo test bench ui lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# Speed and memory figures, as ratios to a floor measured in the same run (several minutes:
+# the largest scenario profiles 10M + 10M rows).
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.drift
 
 ui: $(STAMP)
 	$(BIN)/driftgate ui

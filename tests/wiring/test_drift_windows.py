@@ -1,0 +1,75 @@
+"""The drift check judges merged windows of daily profiles, with persistence, against a reference
+profile that must describe the current champion's training data."""
+
+import dagster as dg
+
+from assets.profiles import load_reference
+from orchestrator.components import build_model_definitions
+from orchestrator.core.errors import DataError
+from orchestrator.core.profile import Profile
+from orchestrator.core.registry import CHAMPION, TAG_TRAINING_PARTITIONS
+from orchestrator.evidence import check_in_run
+from tests.conftest import small_spec
+from tests.wiring.conftest import day
+
+
+def with_drift_policy(toy, **drift) -> None:
+    """Rebuild the toy model's definitions with another drift policy (same home and instance)."""
+    toy.spec = small_spec(drift=drift)
+    toy.defs = dg.Definitions.merge(
+        build_model_definitions(toy.spec), dg.Definitions(resources=toy.defs.resources)
+    )
+
+
+def test_persistence_warns_on_the_first_breach_and_blocks_on_the_second(toy):
+    with_drift_policy(toy, persistence={"m": 2, "n": 3})
+    first = check_in_run(toy.instance, toy.names.drift_check, toy.materialize_day(6, 1.5).run_id)
+    assert first.severity == dg.AssetCheckSeverity.WARN and not first.passed
+    reasons = [row.data["reason"] for row in first.metadata["drift"].value.records]
+    # Days 4 and 5 (reference days, frozen) count as the two earlier windows.
+    assert any("breached in 1 of the last 3 windows, 2 needed" in r for r in reasons)
+    second = check_in_run(toy.instance, toy.names.drift_check, toy.materialize_day(7, 1.5).run_id)
+    assert second.blocks and second.value("worst_column") == "x1"
+
+
+def test_a_window_merges_the_daily_profiles(toy):
+    with_drift_policy(toy, window_days=3)
+    for n in (6, 7):
+        toy.materialize_day(n)
+    result = toy.materialize_day(8)
+    drift = check_in_run(toy.instance, toy.names.drift_check, result.run_id)
+    assert drift.passed
+    assert drift.value("window") == f"{day(6)}..{day(8)} (3 days)"
+    assert drift.value("dagster/row_count") == 3_000
+    merged = Profile.merge_all(
+        Profile.load(toy.store.artifact_path("feature_profile", day(n))) for n in (6, 7, 8)
+    )
+    assert merged.n_rows == 3_000
+
+
+def test_a_stale_reference_profile_blocks_until_it_is_rebuilt(toy):
+    partitions = ",".join(day(n) for n in (2, 3, 4))
+    version = toy.registry.fake.log_model(
+        "toy", object(), metrics={}, params={}, tags={TAG_TRAINING_PARTITIONS: partitions}
+    )
+    toy.registry.fake.set_alias("toy", CHAMPION, version.version)
+    result = toy.materialize_day(6)
+    assert not result.success  # feature_profile cannot bin against a reference of other data
+    try:
+        load_reference(toy.spec, toy.store, toy.registry.fake)
+    except DataError as e:
+        assert "materialize reference_profile" in str(e)
+    else:
+        raise AssertionError("a stale reference profile was accepted")
+
+    rebuilt = dg.materialize(
+        [a for a in toy.defs.assets if toy.names.reference_profile in a.keys],
+        instance=toy.instance,
+        resources=toy.defs.resources,
+    )
+    assert rebuilt.success
+    assert load_reference(toy.spec, toy.store, toy.registry.fake).partitions == [
+        day(n) for n in (2, 3, 4)
+    ]
+    drift = check_in_run(toy.instance, toy.names.drift_check, toy.run_monitor(6).run_id)
+    assert drift.passed and drift.value("reference_partitions").startswith(day(2))
