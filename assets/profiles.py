@@ -7,6 +7,7 @@ a window is the merge of its days, and the reference profile is fitted once per 
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 
@@ -38,13 +39,16 @@ class StoredReference:
         return f"{self.partitions[0]}..{self.partitions[-1]} ({len(self.partitions)} days)"
 
 
-def _manifest_path(store: PartitionStore):
+def _manifest_path(store: PartitionStore) -> Path:
     return store.artifact_path("reference_profile").with_suffix(".json")
 
 
-def fit_reference(spec: MonitoredModelSpec, store: PartitionStore, partitions: list[str]):
-    frame = store.read_partitions("feature_table", partitions)
-    return DriftDetector(DriftSpec.for_model(spec)).fit(frame)
+def fit_reference(
+    spec: MonitoredModelSpec, store: PartitionStore, partitions: list[str]
+) -> DriftDetector:
+    """Fitted on the frozen partitions as Parquet files, streamed: never all in memory."""
+    paths = [store.table_path("feature_table", p) for p in partitions]
+    return DriftDetector(DriftSpec.for_model(spec)).fit(paths)
 
 
 def save_reference(store: PartitionStore, detector: DriftDetector, partitions: list[str]) -> None:
@@ -61,26 +65,37 @@ def load_reference(
     path = _manifest_path(store)
     if not path.exists():
         raise DataError(f"{spec.name}: no reference profile yet; materialize reference_profile")
-    stored = json.loads(path.read_text())["partitions"]
-    wanted = reference_partitions(spec, registry)
+    manifest = json.loads(path.read_text())
+    stored, wanted = manifest["partitions"], reference_partitions(spec, registry)
     if stored != wanted:
         raise DataError(
             f"{spec.name}: the reference profile describes {stored[0]}..{stored[-1]} but the "
             f"champion was trained on {wanted[0]}..{wanted[-1]}; materialize reference_profile"
         )
-    return StoredReference(DriftDetector.load(store.artifact_path("reference_profile")), stored)
+    detector = DriftDetector.load(store.artifact_path("reference_profile"))
+    if detector.reference_id_ != manifest["reference_id"]:
+        raise DataError(
+            f"{spec.name}: the reference profile and its manifest disagree (interrupted "
+            "write?); materialize reference_profile"
+        )
+    if detector.spec != DriftSpec.for_model(spec):
+        raise DataError(
+            f"{spec.name}: the drift policy or features changed since the reference profile "
+            "was built; materialize reference_profile"
+        )
+    return StoredReference(detector, stored)
 
 
 def day_profile(detector: DriftDetector, store: PartitionStore, day: str) -> Profile | None:
-    """A day's stored profile, re-profiled from its frozen rows if it was binned on another
-    reference; None when the day has no data."""
+    """A day's stored profile, re-profiled from its frozen rows if it was binned on an older
+    reference; None when the day has no profile (no data, or its gates rejected it)."""
     path = store.artifact_path("feature_profile", day)
-    if path.exists():
-        profile = Profile.load(path)
-        if profile.reference_id == detector.reference_id_:
-            return profile
-    table = store.table_path("feature_table", day)
-    return detector.profile(table) if table.exists() else None
+    if not path.exists():
+        return None
+    profile = Profile.load(path)
+    if profile.reference_id == detector.reference_id_:
+        return profile
+    return detector.profile(store.table_path("feature_table", day))
 
 
 def profile_summary(profile: Profile, spec: MonitoredModelSpec) -> dg.MetadataValue:

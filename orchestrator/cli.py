@@ -208,11 +208,13 @@ def promote(
     _console().print(f"{model}: champion is now v{version} (run {result.run_id[:8]})")
     if not result.success:
         # The alias moved; only the new drift reference failed. Drift checks block (stale
-        # reference) until it is rebuilt, so say so rather than report success silently.
-        _console().print(
-            f"[yellow]warning:[/] the reference profile of v{version}'s training data failed; "
-            f"drift checks block until `{names.reference_profile.to_user_string()}` is "
-            "materialized again (see the run in the Dagster UI)"
+        # reference) until it is rebuilt: exit non-zero so that a script notices.
+        _fail(
+            DriftgateError(
+                f"the reference profile of v{version}'s training data failed; drift checks "
+                f"block until `{names.reference_profile.to_user_string()}` is materialized "
+                f"again (Dagster run {result.run_id})"
+            )
         )
 
 

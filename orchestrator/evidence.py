@@ -96,13 +96,14 @@ def drift_outcomes(
 ) -> tuple[list[dt.date], list[dt.date]]:
     """(breached, passed) partitions by their latest drift evaluation.
 
-    Breached: drift at error level. Passed: within thresholds (a warning counts as passed).
-    A block for lack of evidence is neither: it says nothing about drift.
+    Breached: drift at error level, in a column, a segment or the joint distribution. Passed:
+    within thresholds (a warning counts as passed). A block for lack of evidence is neither:
+    it says nothing about drift.
     """
     breached, passed = [], []
     for partition, evaluation in latest_per_partition(check_history(instance, key)).items():
         day = dt.date.fromisoformat(partition)
-        if evaluation.blocks and evaluation.value("drifted_columns"):
+        if evaluation.blocks and evaluation.value("drift_breach"):
             breached.append(day)
         elif not evaluation.blocks:
             passed.append(day)

@@ -11,14 +11,17 @@ and corrected across columns and segments with Benjamini-Hochberg.
     report.drifted_columns                            # ['income', 'device_os']
 """
 
+import functools
 import hashlib
 import io
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +32,7 @@ from scipy.spatial.distance import jensenshannon
 
 from orchestrator.core.errors import DataError, NotFittedError, UnknownMethodError
 from orchestrator.core.profile import (
+    FINE_BINS,
     OVERALL,
     Batch,
     Codebook,
@@ -41,17 +45,21 @@ from orchestrator.core.profile import (
     categorical_profile,
     empty_profile,
     iter_batches,
-    numeric_profile,
+    source_columns,
     source_rows,
     write_atomically,
 )
-from orchestrator.core.spec import DriftPolicy, FeatureKind, MonitoredModelSpec
+from orchestrator.core.spec import DriftPolicy, FeatureKind, LearnedThresholds, MonitoredModelSpec
+
+if TYPE_CHECKING:  # multivariate imports this module's DriftVerdict; typing only here
+    from orchestrator.core.multivariate import MultivariateResult
 
 # Empty bins would make PSI infinite; this floor is the usual smoothing (Evidently uses 1e-4 too).
 _PSI_FLOOR = 1e-4
 # Rows sampled from the reference to place the numerical grids: the 0.05% tails are then
 # estimated from 25 values each, and a bin holding 0.2% of the mass from 100.
 _SAMPLE_ROWS = 50_000
+_BLOCK_ROWS = 1 << 20
 
 
 class DriftVerdict(StrEnum):
@@ -181,7 +189,7 @@ class DriftReport:
     n_reference: int
     n_current: int
     segments: tuple[SegmentDrift, ...] = ()
-    multivariate: object | None = None  # a MultivariateResult when the policy enables it
+    multivariate: "MultivariateResult | None" = None  # when the policy enables it
 
     @property
     def verdict(self) -> DriftVerdict:
@@ -216,9 +224,13 @@ class DriftReport:
         return sorted(self.columns, key=_rank_key, reverse=True)
 
     def ranked_segments(self) -> list[SegmentDrift]:
+        """Segments worst first; those with too few rows last, as they decide nothing."""
         return sorted(
             self.segments,
-            key=lambda s: max((_rank_key(c) for c in s.columns), default=(0, 0.0)),
+            key=lambda s: (
+                s.verdict is not DriftVerdict.INSUFFICIENT_DATA,
+                max((_rank_key(c) for c in s.columns), default=(0, 0.0)),
+            ),
             reverse=True,
         )
 
@@ -463,28 +475,20 @@ class DriftDetector:
     # -- fit --
 
     def fit(self, reference: Source) -> "DriftDetector":
-        """Learn from the reference in two passes over it (a Parquet file is streamed):
+        """Learn from the reference in two passes over it (Parquet files are streamed):
         category counts and a row sample first, then the profile, chunk by chunk."""
         n_rows = source_rows(reference)
         columns = sorted({*self.spec.columns, *self._segment_columns})
         passes = _Passes(reference, columns, self._categorical + self._segment_columns)
-        sample, category_counts = self._survey(passes, n_rows)
-        mistyped = [
-            f"{c!r} has dtype {sample[c].dtype}"
-            for c in self._numerical
-            if not (pd.api.types.is_numeric_dtype(sample[c]) or sample[c].isna().all())
-        ]
-        if mistyped:
-            raise DataError(f"reference data: numerical columns {', '.join(mistyped)}")
-        self.grids_ = {
-            c: NumericGrid.from_sample(sample[c].to_numpy(float)) for c in self._numerical
-        }
-        top_k, max_segments = self.spec.policy.top_categories, self.spec.policy.max_segments
+        sample, numbers, category_counts = self._survey(passes, n_rows)
+        self.grids_ = {c: NumericGrid.from_sample(numbers[c]) for c in self._numerical}
         self.codebooks_ = {
-            c: Codebook.from_counts(category_counts[c], top_k) for c in self._categorical
+            c: Codebook.from_counts(category_counts[c], self.spec.policy.top_categories)
+            for c in self._categorical
         }
         self.segment_codebooks_ = {
-            c: Codebook.from_counts(category_counts[c], max_segments) for c in self._segment_columns
+            c: Codebook.from_counts(category_counts[c], self.spec.policy.max_segments)
+            for c in self._segment_columns
         }
         self.reference_id_ = self._fingerprint()
         learned = self.spec.policy.learned_thresholds
@@ -500,26 +504,44 @@ class DriftDetector:
         self.sample_ = sample.sample(n=rows, random_state=0, ignore_index=True)
         return self
 
-    def _survey(self, passes: "_Passes", n_rows: int) -> tuple[pd.DataFrame, dict]:
+    def _survey(self, passes: "_Passes", n_rows: int) -> tuple[pd.DataFrame, dict, dict]:
+        """A bounded row sample (and its numerical columns as floats), and exact category
+        counts. A numerical column that is not numbers fails here, naming it."""
         rate = min(1.0, _SAMPLE_ROWS / max(n_rows, 1))
         rng = np.random.default_rng(0)
-        samples, counts = [], {c: {} for c in {*self._categorical, *self._segment_columns}}
+        rows, numbers = [], {c: [] for c in self._numerical}
+        counts = {c: {} for c in {*self._categorical, *self._segment_columns}}
         for batch in passes():
-            take = np.sort(rng.choice(len(batch), round(len(batch) * rate), replace=False))
-            samples.append(batch.rows(take, list(self.spec.columns)))
+            # With replacement and deduplicated: a permutation of 10M rows costs more than the
+            # whole profile, and a few repeats do not matter for placing a grid.
+            take = (
+                np.arange(len(batch))
+                if rate == 1.0
+                else np.unique(rng.integers(0, len(batch), round(len(batch) * rate)))
+            )
+            rows.append(batch.rows(take, list(self.spec.columns)))
+            for column in self._numerical:
+                try:
+                    numbers[column].append(batch.numeric(column)[take])
+                except DataError as e:
+                    raise DataError(f"reference data: {e}") from e
             for column, column_counts in counts.items():
                 indices, labels = batch.categorical(column)
                 per_label = np.bincount(indices + 1, minlength=len(labels) + 1)[1:]
                 for i in np.flatnonzero(per_label):
                     column_counts[labels[i]] = column_counts.get(labels[i], 0) + int(per_label[i])
-        return pd.concat(samples, ignore_index=True), counts
+        numbers = {c: np.concatenate(parts) for c, parts in numbers.items()}
+        return pd.concat(rows, ignore_index=True), numbers, counts
 
     def _fingerprint(self) -> str:
-        digest = hashlib.sha256()
+        """Names the bins: profiles merge and compare only when every bin means the same."""
+        digest = hashlib.sha256(f"{FINE_BINS}|{self.spec.segment_definitions}".encode())
         for column in sorted(self.grids_):
-            digest.update(column.encode() + self.grids_[column].edges.tobytes())
-        for column, book in sorted({**self.codebooks_, **self.segment_codebooks_}.items()):
-            digest.update(column.encode() + "\x1f".join(book.top).encode())
+            digest.update(f"grid|{column}|".encode() + self.grids_[column].edges.tobytes())
+        for kind, books in (("codes", self.codebooks_), ("segments", self.segment_codebooks_)):
+            for column, book in sorted(books.items()):
+                names = "\x1f".join(book.top) + "\x1e" + "\x1f".join(sorted(book.others))
+                digest.update(f"{kind}|{column}|{names}".encode())
         return digest.hexdigest()[:16]
 
     def _profile_chunks(self, passes: "_Passes", n_rows: int, chunks: int) -> list[Profile]:
@@ -538,31 +560,32 @@ class DriftDetector:
 
     def _thresholds(self, chunks: list[Profile]) -> dict[str, dict[str, AppliedThreshold]]:
         """Per column and method: fixed levels, or levels learned from the reference chunks."""
-        policy = self.spec.policy
-        fixed = {
+        policy, learned = self.spec.policy, self.spec.policy.learned_thresholds
+        levels = {
             column: {m.name: _fixed_threshold(m, policy) for m in self._methods[column]}
             for column in self.spec.columns
         }
-        learned = policy.learned_thresholds
-        if learned is None or len(chunks) < 3:
-            return fixed
+        if learned is None:
+            return levels
         for column in self.spec.columns:
-            ctx = self._context(column)
-            total = self.reference_.columns[column]
             for method in self._methods[column]:
-                if method.name not in learned.methods:
-                    continue
-                values = [
-                    method.compute(total.without(c.columns[column]), c.columns[column], ctx)[0]
-                    for c in chunks
-                    if c.columns[column].n_values and total.n_values > c.columns[column].n_values
-                ]
-                if len(values) >= 3:
-                    mean, std = float(np.mean(values)), float(np.std(values))
-                    fixed[column][method.name] = AppliedThreshold(
-                        mean + learned.warn_k * std, mean + learned.error_k * std, learned=True
+                if method.name in learned.methods:
+                    statistics = self._chunk_statistics(column, method, chunks)
+                    levels[column][method.name] = _learned_threshold(
+                        statistics, learned, levels[column][method.name]
                     )
-        return fixed
+        return levels
+
+    def _chunk_statistics(self, column: str, method: DriftMethod, chunks: list[Profile]):
+        """The method's statistic of each chunk against the rest of the reference (so a chunk
+        is never compared with itself); chunks below `min_rows` values are left out."""
+        ctx, total = self._context(column), self.reference_.columns[column]
+        parts = [c.columns[column] for c in chunks]
+        return [
+            method.compute(total.without(part), part, ctx)[0]
+            for part in parts
+            if part.n_values >= self.spec.policy.min_rows and total.n_values > part.n_values
+        ]
 
     # -- profile --
 
@@ -579,7 +602,7 @@ class DriftDetector:
         return replace(merged, problems={**merged.problems, **problems})
 
     def _present_columns(self, data: Source) -> list[str]:
-        available = set(_column_names(data))
+        available = set(source_columns(data))
         return [c for c in sorted({*self.spec.columns, *self._segment_columns}) if c in available]
 
     def _column_problems(self, data: Source, present: list[str]) -> dict[str, str]:
@@ -589,57 +612,74 @@ class DriftDetector:
             if column not in present
         }
 
-    def _arrays(self, batch: "Batch", columns: Iterable[str] | None = None) -> dict:
-        """Each column once as numpy: float values, or (codes into the codebook)."""
-        arrays, problems = {}, {}
+    def _arrays(self, batch: Batch, columns: Iterable[str] | None = None) -> "_Columns":
+        """Each column once as numpy: float values, or (indices, labels) for categories."""
+        values, problems = {}, {}
         for column in columns if columns is not None else batch.column_names:
             if column in self.spec.columns and self.spec.columns[column] is FeatureKind.NUMERICAL:
                 try:
-                    arrays[column] = batch.numeric(column)
+                    values[column] = batch.numeric(column)
                 except DataError as e:
                     problems[column] = str(e)
             elif column in self.spec.columns or column in self.segment_codebooks_:
-                indices, labels = batch.categorical(column)
-                arrays[column] = (indices, labels)
-        arrays["__problems__"] = problems
-        arrays["__rows__"] = len(batch)
-        return arrays
+                values[column] = batch.categorical(column)
+        return _Columns(values, problems, len(batch))
 
-    def _profile_arrays(self, arrays: dict, rows: slice) -> Profile:
-        problems = arrays["__problems__"]
+    def _profile_arrays(self, arrays: "_Columns", rows: slice) -> Profile:
+        """Profiles blocks of `_BLOCK_ROWS` rows and merges them: the temporaries of a block
+        stay in cache and are reused, where whole-column ones at 10M rows would page-fault."""
+        start, stop, _ = rows.indices(arrays.n_rows)
+        bounds = [*range(start, stop, _BLOCK_ROWS), stop]
+        return (
+            Profile.merge_all(
+                self._profile_block(arrays, slice(a, b))
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            )
+            if stop > start
+            else self._profile_block(arrays, rows)
+        )
+
+    def _profile_block(self, arrays: "_Columns", rows: slice) -> Profile:
         columns = self._column_profiles(arrays, rows, None)
-        n_rows = _rows_in(arrays, rows)
         segments, segment_rows = {}, {}
         for definition in self.spec.segment_definitions:
-            if not all(c in arrays for c in definition):
+            if not all(c in arrays.values for c in definition):
                 continue
             for key, members in self._segment_members(arrays, rows, definition):
                 segments[key] = self._column_profiles(arrays, rows, members)
                 segment_rows[key] = int(members.size)
-        return Profile(self.reference_id_, n_rows, columns, segments, segment_rows, problems)
+        return Profile(
+            self.reference_id_,
+            arrays.rows_in(rows),
+            columns,
+            segments,
+            segment_rows,
+            arrays.problems,
+        )
 
-    def _column_profiles(self, arrays: dict, rows: slice, members: np.ndarray | None) -> dict:
-        profiles = {}
-        for column in self.spec.columns:
-            if column not in arrays or column in arrays["__problems__"]:
-                continue
+    def _column_profiles(
+        self, arrays: "_Columns", rows: slice, members: np.ndarray | None
+    ) -> dict[str, ColumnProfile]:
+        """Each column's profile over `rows` (or those of them in `members`), columns in
+        parallel: the numerical kernel releases the GIL."""
+
+        def one(column: str) -> ColumnProfile:
             if self.spec.columns[column] is FeatureKind.NUMERICAL:
-                values = arrays[column][rows]
-                profiles[column] = numeric_profile(
-                    values if members is None else values[members], self.grids_[column]
-                )
-            else:
-                indices, labels = arrays[column]
-                indices = indices[rows] if members is None else indices[rows][members]
-                profiles[column] = categorical_profile(indices, labels, self.codebooks_[column])
-        return profiles
+                values = arrays.values[column][rows]
+                return self.grids_[column].profile(values if members is None else values[members])
+            indices, labels = arrays.values[column]
+            indices = indices[rows] if members is None else indices[rows][members]
+            return categorical_profile(indices, labels, self.codebooks_[column])
 
-    def _segment_members(self, arrays: dict, rows: slice, definition: tuple[str, ...]):
+        columns = [c for c in self.spec.columns if c in arrays.values]
+        return dict(zip(columns, _workers().map(one, columns), strict=True))
+
+    def _segment_members(self, arrays: "_Columns", rows: slice, definition: tuple[str, ...]):
         """(segment key, row positions) for each value combination the reference tracks."""
-        codes, names = np.zeros(_rows_in(arrays, rows), np.intp), [[]]
+        codes, names = np.zeros(arrays.rows_in(rows), np.intp), [[]]
         for column in definition:
             book = self.segment_codebooks_[column]
-            indices, labels = arrays[column]
+            indices, labels = arrays.values[column]
             lookup = np.append(book.codes_for(labels), book.null)  # index -1 is null
             part = lookup[indices[rows]]
             part[part >= len(book.top)] = -1  # untracked, unseen or null: in no segment
@@ -728,13 +768,14 @@ class DriftDetector:
     ) -> ColumnDrift:
         kind, thresholds = self.spec.columns[column], self.thresholds_[column]
         methods = self._methods[column]
-        if cur is None:
+        if cur is None or column in problems:
+            # A problem on any day of a merged window stays visible: the window is not judged.
             reason = problems.get(column, f"column {column!r} is missing from the current data")
             results = [
                 MethodResult(column, m.name, None, thresholds[m.name], DriftVerdict.INVALID, reason)
                 for m in methods
             ]
-            return ColumnDrift(column, kind, ref.n_rows, 0, tuple(results))
+            return ColumnDrift(column, kind, ref.n_rows, cur.n_rows if cur else 0, tuple(results))
         ctx = self._context(column)
         results = [self._judge(column, m, ref, cur, ctx, min_rows) for m in methods]
         return ColumnDrift(column, kind, ref.n_rows, cur.n_rows, tuple(results))
@@ -766,6 +807,9 @@ class DriftDetector:
                 column, method.name, None, threshold, DriftVerdict.INSUFFICIENT_DATA, reason
             )
         statistic, note = method.compute(ref, cur, ctx)
+        if method.p_value and not math.isfinite(statistic):
+            reason = f"p-value is {statistic}"
+            return MethodResult(column, method.name, None, threshold, DriftVerdict.INVALID, reason)
         if method.p_value:
             # Judged after the Benjamini-Hochberg correction across the whole report.
             return MethodResult(column, method.name, statistic, threshold, DriftVerdict.OK, note)
@@ -800,12 +844,31 @@ class DriftDetector:
                 )
         return units[0], units[1:]
 
-    def _multivariate(self, sample: pd.DataFrame | None):
-        policy = self.spec.policy.multivariate
-        if not policy.enabled or sample is None:
-            return None
-        from orchestrator.core.multivariate import DomainClassifierDetector
+    def _multivariate(self, sample: pd.DataFrame | None) -> "MultivariateResult | None":
+        """The domain classifier's judgement; enabled but given no rows (a profile alone),
+        it says so as insufficient data rather than vanishing from the report."""
+        from orchestrator.core.multivariate import (
+            METHOD,
+            DomainClassifierDetector,
+            MultivariateResult,
+        )
 
+        policy = self.spec.policy.multivariate
+        if not policy.enabled:
+            return None
+        if sample is None:
+            reason = "no current rows given (a profile alone cannot show the joint distribution)"
+            return MultivariateResult(
+                METHOD,
+                None,
+                policy.warn_band,
+                policy.error_band,
+                DriftVerdict.INSUFFICIENT_DATA,
+                reason,
+                self.n_reference_,
+                0,
+                (),
+            )
         detector = DomainClassifierDetector(self.spec.columns, policy).fit(self.sample_)
         return detector.compare(sample)
 
@@ -819,14 +882,18 @@ class DriftDetector:
         """The fitted reference (bins, categories, thresholds, profile, row sample) as one
         file, so the reference profile is an artifact, not something re-fitted every check."""
         self._require_fit()
+        books = {
+            name: {c: [list(b.top), sorted(b.others)] for c, b in codebooks.items()}
+            for name, codebooks in (
+                ("codebooks", self.codebooks_),
+                ("segment_codebooks", self.segment_codebooks_),
+            )
+        }
         header = {
+            **books,
             "spec": self.spec.model_dump(mode="json"),
             "reference_id": self.reference_id_,
             "n_reference": self.n_reference_,
-            "codebooks": {c: [list(b.top), sorted(b.others)] for c, b in self.codebooks_.items()},
-            "segment_codebooks": {
-                c: [list(b.top), sorted(b.others)] for c, b in self.segment_codebooks_.items()
-            },
             "thresholds": {
                 column: {m: [t.warn, t.error, t.direction, t.learned] for m, t in levels.items()}
                 for column, levels in self.thresholds_.items()
@@ -847,36 +914,39 @@ class DriftDetector:
         if not path.exists():
             raise DataError(f"no fitted reference at {path}")
         header, arrays = arrays_from_bytes(path.read_bytes())
-        detector = cls(DriftSpec.model_validate(header["spec"]))
-        detector.reference_id_ = header["reference_id"]
-        detector.n_reference_ = header["n_reference"]
-        detector.grids_ = {
-            key.split("|", 1)[1]: NumericGrid(arrays[key], arrays[f"knots|{key.split('|', 1)[1]}"])
-            for key in arrays
-            if key.startswith("edges|")
-        }
-        detector.coarse_starts_ = {
-            key.split("|", 1)[1]: arrays[key] for key in arrays if key.startswith("coarse|")
-        }
-        detector.codebooks_ = {
-            c: Codebook(tuple(top), frozenset(others))
-            for c, (top, others) in header["codebooks"].items()
-        }
-        detector.segment_codebooks_ = {
-            c: Codebook(tuple(top), frozenset(others))
-            for c, (top, others) in header["segment_codebooks"].items()
-        }
-        detector.thresholds_ = {
+        try:
+            return cls(DriftSpec.model_validate(header["spec"]))._restore(header, arrays)
+        except (KeyError, ValueError) as e:
+            raise DataError(f"unreadable fitted reference at {path}: {e}") from e
+
+    def _restore(self, header: dict, arrays: dict) -> "DriftDetector":
+        edges, knots = _by_column(arrays, "edges"), _by_column(arrays, "knots")
+        self.grids_ = {c: NumericGrid(edges[c], knots[c]) for c in edges}
+        self.coarse_starts_ = _by_column(arrays, "coarse")
+        self.codebooks_ = _codebooks(header["codebooks"])
+        self.segment_codebooks_ = _codebooks(header["segment_codebooks"])
+        self.thresholds_ = {
             column: {m: AppliedThreshold(*levels) for m, levels in methods.items()}
             for column, methods in header["thresholds"].items()
         }
-        detector.sample_ = pd.read_parquet(io.BytesIO(arrays["sample"].tobytes()))
-        detector.reference_ = Profile.from_bytes(arrays["reference"].tobytes())
-        return detector
+        self.reference_id_ = header["reference_id"]
+        self.n_reference_ = header["n_reference"]
+        self.sample_ = pd.read_parquet(io.BytesIO(arrays["sample"].tobytes()))
+        self.reference_ = Profile.from_bytes(arrays["reference"].tobytes())
+        return self
+
+
+def _by_column(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k.split("|", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{prefix}|")}
 
 
 def _codebooks(stored: Mapping[str, list]) -> dict[str, Codebook]:
     return {c: Codebook(tuple(top), frozenset(others)) for c, (top, others) in stored.items()}
+
+
+@functools.cache
+def _workers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="driftgate")
 
 
 class _Passes:
@@ -897,21 +967,16 @@ class _Passes:
         return iter_batches(self._source, self._columns, self._categorical)
 
 
-def _column_names(data: Source) -> list[str]:
-    if isinstance(data, pd.DataFrame):
-        return list(data.columns)
-    if isinstance(data, pa.Table):
-        return data.column_names
-    import pyarrow.parquet as pq
+@dataclass(frozen=True)
+class _Columns:
+    """One batch's watched columns as numpy, and the columns that could not be read."""
 
-    path = Path(data)
-    if not path.exists():
-        raise DataError(f"no Parquet file at {path}")
-    return pq.ParquetFile(path).schema_arrow.names
+    values: dict[str, np.ndarray | tuple[np.ndarray, list[str]]]
+    problems: dict[str, str]
+    n_rows: int
 
-
-def _rows_in(arrays: dict, rows: slice) -> int:
-    return len(range(*rows.indices(arrays["__rows__"])))
+    def rows_in(self, rows: slice) -> int:
+        return len(range(*rows.indices(self.n_rows)))
 
 
 def _coarse_starts(reference: ColumnProfile, bins: int) -> np.ndarray:
@@ -923,6 +988,19 @@ def _coarse_starts(reference: ColumnProfile, bins: int) -> np.ndarray:
     cumulative = np.cumsum(counts) / reference.n_values
     cuts = np.searchsorted(cumulative, np.arange(1, bins) / bins - 1e-12) + 1
     return np.unique(np.concatenate(([0], cuts[cuts < counts.size])))
+
+
+def _learned_threshold(
+    statistics: list[float], learned: LearnedThresholds, fixed: AppliedThreshold
+) -> AppliedThreshold:
+    """mean + k * std of the chunk statistics. With fewer than three usable chunks, or when
+    every chunk scored the same (std 0, so any change at all would block), the fixed levels
+    stay: a level learned from no variation is no evidence of what is ordinary."""
+    finite = [v for v in statistics if math.isfinite(v)]
+    if len(finite) < 3 or np.std(finite) == 0:
+        return fixed
+    mean, std = float(np.mean(finite)), float(np.std(finite, ddof=1))
+    return AppliedThreshold(mean + learned.warn_k * std, mean + learned.error_k * std, learned=True)
 
 
 def _fixed_threshold(method: DriftMethod, policy: DriftPolicy) -> AppliedThreshold:

@@ -46,24 +46,42 @@ def evaluate_drift(report: DriftReport | None) -> GateResult:
         "worst_statistic": worst.worst.statistic,
         "drifted_columns": len(report.drifted_columns),
         "drifted_segments": len(report.drifted_segments),
+        # The retrain sensor reads this: drift in one segment or in the joint distribution
+        # is a breach as much as drift in a whole column.
+        "drift_breach": report.verdict is DriftVerdict.DRIFT,
     }
     threshold = {"warn": worst.worst.threshold.warn, "error": worst.worst.threshold.error}
-    unjudged = report.columns_with(DriftVerdict.INSUFFICIENT_DATA) + report.columns_with(
-        DriftVerdict.INVALID
-    )
     if report.verdict is DriftVerdict.DRIFT:
         return GateResult(gate, GateVerdict.BLOCK, _drift_reason(report), metrics, threshold)
-    if unjudged:
-        reason = f"cannot judge {unjudged}: {worst.worst.reason}"
-        return GateResult(gate, GateVerdict.BLOCK, reason, metrics, threshold)
+    if unjudged := _unjudged(report):
+        return GateResult(gate, GateVerdict.BLOCK, f"cannot judge {unjudged}", metrics, threshold)
     if report.verdict is not DriftVerdict.OK:
         warned = report.columns_with(DriftVerdict.WARN)
         segments = [s.segment for s in report.segments if s.verdict is DriftVerdict.WARN]
         reason = f"drift at warn level in {warned + segments or 'the joint distribution'}"
         return GateResult(gate, GateVerdict.WARN, reason, metrics, threshold)
-    return GateResult(
-        gate, GateVerdict.PASS, "every column within its warn level", metrics, threshold
-    )
+    reason = "every column within its warn level"
+    return GateResult(gate, GateVerdict.PASS, reason, metrics, threshold)
+
+
+def _unjudged(report: DriftReport) -> str:
+    """What could not be judged and why: overall columns with too little data or invalid,
+    and invalid segments or an invalid joint-distribution result (too few rows in a segment
+    is reported, not blocking)."""
+    problems = [
+        f"{c.column} ({c.worst.reason})"
+        for c in report.columns
+        if c.verdict in (DriftVerdict.INSUFFICIENT_DATA, DriftVerdict.INVALID)
+    ]
+    problems += [
+        f"segment {s.segment} ({next(c.worst.reason for c in s.columns if c.verdict is s.verdict)})"
+        for s in report.segments
+        if s.verdict is DriftVerdict.INVALID
+    ]
+    multivariate = report.multivariate
+    if multivariate is not None and multivariate.verdict is DriftVerdict.INVALID:
+        problems.append(f"the joint distribution ({multivariate.reason})")
+    return "; ".join(problems)
 
 
 def _drift_reason(report: DriftReport) -> str:

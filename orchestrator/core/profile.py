@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,7 @@ _MAX_BIN_MASS = 0.002
 _KNOTS = 64
 _BATCH_ROWS = 262_144
 _UNSEEN_EXAMPLES = 20
+_MAX_OTHERS = 100_000
 OVERALL = ""  # the segment key of the whole population
 
 
@@ -59,7 +61,7 @@ class NumericGrid:
 
     @classmethod
     def from_sample(cls, sample: np.ndarray) -> "NumericGrid":
-        values = sample[~np.isnan(sample)]
+        values = sample[np.isfinite(sample)]
         if values.size == 0:
             return cls.uniform(0.0, 1.0)
         lo, hi = np.quantile(values, [_GRID_TAIL, 1 - _GRID_TAIL])
@@ -93,30 +95,25 @@ class NumericGrid:
     def n_bins(self) -> int:
         return self.edges.size + 2  # underflow, grid, overflow, null
 
-    def bin(self, values: np.ndarray, nulls: np.ndarray) -> np.ndarray:
-        """Bin index per value (float64 array with NaN for nulls)."""
-        grid_bins = self.edges.size - 1
+    def profile(self, values: np.ndarray) -> "ColumnProfile":
+        """Counts, per-bin sums and moments of a float64 column (NaN for nulls), in one pass."""
+        from orchestrator.core import kernels
+
+        counts, sums = np.zeros(self.n_bins, np.int64), np.zeros(self.n_bins)
+        values = np.ascontiguousarray(values, dtype=np.float64)
         if self.knots.size == 2:
             lo, hi = self.knots
-            # In place, one temporary: this is the hot loop of every profile. Shifted by one so
-            # that underflow truncates to bin 0 after clipping.
-            scale = grid_bins / (hi - lo)
-            position = np.multiply(values, scale)
-            position += 1.0 - lo * scale
+            moments = kernels.profile_uniform(values, lo, hi, self.edges.size - 1, counts, sums)
         else:
-            per_run = grid_bins // (self.knots.size - 1)
-            run = np.clip(np.searchsorted(self.knots, values, side="right") - 1, 0, None)
-            run = np.minimum(run, self.knots.size - 2)
-            width = np.diff(self.knots)
-            position = (values - self.knots[run]) * (per_run / width[run]) + run * per_run + 1.0
-            position[values < self.knots[0]] = 0.0
-        np.clip(position, 0.0, grid_bins + 1, out=position)
-        np.copyto(position, grid_bins + 2, where=nulls)
-        return position.astype(np.intp)
+            per_run = (self.edges.size - 1) // (self.knots.size - 1)
+            moments = kernels.profile_piecewise(values, self.knots, per_run, counts, sums)
+        origin = float(self.edges[0])
+        if counts[-1] == counts.sum():
+            return ColumnProfile(counts, sums, origin=origin)
+        return ColumnProfile(counts, sums, *(float(m) for m in moments), origin=origin)
 
     def max_bin_mass(self, values: np.ndarray) -> float:
-        counts = np.bincount(self.bin(values, np.zeros(values.size, bool)), minlength=self.n_bins)
-        return float(counts.max() / max(values.size, 1))
+        return float(self.profile(values).counts.max() / max(values.size, 1))
 
 
 @dataclass(frozen=True)
@@ -128,10 +125,13 @@ class Codebook:
 
     @classmethod
     def from_counts(cls, counts: Mapping[str, int], top_k: int) -> "Codebook":
+        """The `top_k` most frequent by name; up to `_MAX_OTHERS` more remembered as "other"
+        (an identifier-like column would otherwise carry millions of names). Rarer ones than
+        that are indistinguishable from unseen categories."""
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         return cls(
             tuple(name for name, _ in ranked[:top_k]),
-            frozenset(name for name, _ in ranked[top_k:]),
+            frozenset(name for name, _ in ranked[top_k : top_k + _MAX_OTHERS]),
         )
 
     @property
@@ -171,10 +171,11 @@ class ColumnProfile:
 
     counts: np.ndarray  # int64 per bin; the last bin is null
     sums: np.ndarray | None = None  # numerical: float64 sum of the values in each bin
-    sum_squares: float = 0.0
+    sum_squares: float = 0.0  # numerical: of the deviations from `origin`
     minimum: float = math.nan
     maximum: float = math.nan
     unseen: Mapping[str, int] = field(default_factory=dict)  # categorical: examples
+    origin: float = 0.0  # numerical: the grid's low edge
 
     @property
     def n_rows(self) -> int:
@@ -200,10 +201,11 @@ class ColumnProfile:
     def std(self) -> float:
         if not self.n_values:
             return math.nan
-        return math.sqrt(max(self.sum_squares / self.n_values - self.mean**2, 0.0))
+        offset = self.mean - self.origin
+        return math.sqrt(max(self.sum_squares / self.n_values - offset**2, 0.0))
 
     def merge(self, other: "ColumnProfile") -> "ColumnProfile":
-        if self.counts.shape != other.counts.shape:
+        if self.counts.shape != other.counts.shape or self.origin != other.origin:
             raise DataError("cannot merge column profiles binned on different references")
         return ColumnProfile(
             self.counts + other.counts,
@@ -212,6 +214,7 @@ class ColumnProfile:
             float(np.fmin(self.minimum, other.minimum)),
             float(np.fmax(self.maximum, other.maximum)),
             _top_examples(Counter(self.unseen) + Counter(other.unseen)),
+            self.origin,
         )
 
     def without(self, part: "ColumnProfile") -> "ColumnProfile":
@@ -228,24 +231,6 @@ class ColumnProfile:
 def _top_examples(counts: Mapping[str, int]) -> dict[str, int]:
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return dict(ranked[:_UNSEEN_EXAMPLES])
-
-
-def numeric_profile(values: np.ndarray, grid: NumericGrid) -> ColumnProfile:
-    nulls = np.isnan(values)
-    bins = grid.bin(values, nulls)
-    counts = np.bincount(bins, minlength=grid.n_bins)
-    sums = np.bincount(bins, weights=values, minlength=grid.n_bins)
-    sums[-1] = 0.0  # the null bin summed NaNs
-    if counts[-1] == counts.sum():
-        return ColumnProfile(counts, sums)
-    present = np.where(nulls, 0.0, values) if counts[-1] else values
-    return ColumnProfile(
-        counts,
-        sums,
-        float(np.dot(present, present)),
-        float(np.fmin.reduce(values)),  # fmin/fmax skip NaN
-        float(np.fmax.reduce(values)),
-    )
 
 
 def categorical_profile(
@@ -290,8 +275,8 @@ class Batch:
 
     def rows(self, positions: np.ndarray, columns: list[str]) -> pd.DataFrame:
         if self._arrow:
-            return self._data.select(columns).take(positions).to_pandas()
-        return self._data[columns].iloc[positions].reset_index(drop=True)
+            return self._data.take(positions).select(columns).to_pandas()
+        return self._data.iloc[positions][columns].reset_index(drop=True)
 
     def numeric(self, name: str) -> np.ndarray:
         column = self._data.column(name) if self._arrow else self._data[name]
@@ -339,31 +324,41 @@ def category_labels(values: pd.Series) -> pd.Series:
     An integer-coded column becomes float as soon as a partition holds a null (1 -> 1.0);
     comparing text as-is would make every category look new.
     """
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+    if pd.api.types.is_integer_dtype(values):
+        return values.astype(str)  # exact, also beyond 2**53 where float would merge codes
+    if pd.api.types.is_float_dtype(values):
         numbers = values.to_numpy(dtype=float)
         if np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):
             return pd.Series(numbers.astype(np.int64), index=values.index).astype(str)
     return values.astype(str)
 
 
-Source = pd.DataFrame | pa.Table | str | Path
+Source = pd.DataFrame | pa.Table | str | Path | list[str | Path]  # a list: Parquet files
 
 
 def iter_batches(source: Source, columns: list[str], categorical: list[str]) -> Iterator[Batch]:
-    """The source in batches. A Parquet file is read by row group and column, never whole:
+    """The source in batches. Parquet files are read by row group and column, never whole:
     only `columns` (all of which must exist) are read, and categorical columns stay
     dictionary-encoded."""
     if isinstance(source, pd.DataFrame | pa.Table):
         _require_columns(Batch(source).column_names, columns)
         yield Batch(source)
         return
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"no Parquet file at {path}")
-    parquet = pq.ParquetFile(path, read_dictionary=categorical)
-    _require_columns(parquet.schema_arrow.names, columns)
-    for record_batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
-        yield Batch(record_batch)
+    for path in _paths(source):
+        parquet = pq.ParquetFile(path, read_dictionary=categorical)
+        _require_columns(parquet.schema_arrow.names, columns, path)
+        for record_batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            yield Batch(record_batch)
+
+
+def _paths(source: Source) -> list[Path]:
+    paths = [Path(p) for p in (source if isinstance(source, list) else [source])]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise DataError(f"no Parquet file at {', '.join(missing)}")
+    if not paths:
+        raise DataError("no Parquet files given")
+    return paths
 
 
 def source_rows(source: Source) -> int:
@@ -371,13 +366,21 @@ def source_rows(source: Source) -> int:
         return len(source)
     if isinstance(source, pa.Table):
         return source.num_rows
-    return pq.ParquetFile(source).metadata.num_rows
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in _paths(source))
 
 
-def _require_columns(available: list[str], columns: list[str]) -> None:
+def source_columns(source: Source) -> list[str]:
+    """Columns every part of the source has."""
+    if isinstance(source, pd.DataFrame | pa.Table):
+        return Batch(source).column_names
+    schemas = [pq.ParquetFile(p).schema_arrow.names for p in _paths(source)]
+    return [c for c in schemas[0] if all(c in names for names in schemas[1:])]
+
+
+def _require_columns(available: list[str], columns: list[str], where: object = "data") -> None:
     missing = [c for c in columns if c not in available]
     if missing:
-        raise DataError(f"data lacks watched columns {missing}")
+        raise DataError(f"{where} lacks watched columns {missing}")
 
 
 # --- the profile ------------------------------------------------------------------------------
@@ -407,7 +410,7 @@ class Profile:
             )
         segments = {
             key: _merge_columns(self.segments.get(key, {}), other.segments.get(key, {}))
-            for key in {*self.segments, *other.segments}
+            for key in sorted({*self.segments, *other.segments})
         }
         rows = Counter(self.segment_rows) + Counter(other.segment_rows)
         return Profile(
@@ -415,7 +418,7 @@ class Profile:
             self.n_rows + other.n_rows,
             _merge_columns(self.columns, other.columns),
             segments,
-            dict(rows),
+            dict(sorted(rows.items())),
             {**self.problems, **other.problems},
         )
 
@@ -450,7 +453,7 @@ class Profile:
             "columns": list(self.columns),
             "segments": {key: list(columns) for key, columns in self.segments.items()},
             "moments": {
-                _array_key(seg, c): [p.sum_squares, p.minimum, p.maximum, p.unseen]
+                _array_key(seg, c): [p.sum_squares, p.minimum, p.maximum, p.unseen, p.origin]
                 for seg, columns in [(OVERALL, self.columns), *self.segments.items()]
                 for c, p in columns.items()
             },
@@ -460,6 +463,13 @@ class Profile:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Profile":
         header, arrays = arrays_from_bytes(data)
+        try:
+            return cls._from_arrays(header, arrays)
+        except KeyError as e:
+            raise DataError(f"profile file lacks {e}") from e
+
+    @classmethod
+    def _from_arrays(cls, header: dict, arrays: dict) -> "Profile":
 
         def columns(segment: str, names: list[str]) -> dict[str, ColumnProfile]:
             return {
@@ -482,7 +492,7 @@ def _merge_columns(
 ) -> dict[str, ColumnProfile]:
     return {
         name: a[name].merge(b[name]) if name in a and name in b else a.get(name) or b[name]
-        for name in {*a, *b}
+        for name in sorted({*a, *b})
     }
 
 
@@ -523,8 +533,7 @@ def _column_from_arrays(
     if f"{key}|sums" in arrays:
         sums = np.zeros(size)
         sums[index.astype(np.intp)] = arrays[f"{key}|sums"]
-    sum_squares, minimum, maximum, unseen = moments[key]
-    return ColumnProfile(counts, sums, sum_squares, minimum, maximum, unseen)
+    return ColumnProfile(counts, sums, *moments[key])
 
 
 def arrays_to_bytes(header: dict, arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -536,9 +545,12 @@ def arrays_to_bytes(header: dict, arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 def arrays_from_bytes(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
-    header = json.loads(arrays.pop("__header__").tobytes().decode())
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        header = json.loads(arrays.pop("__header__").tobytes().decode())
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise DataError(f"unreadable profile file: {e}") from e
     return header, arrays
 
 

@@ -204,3 +204,39 @@ def test_persistence_needs_m_breaches_in_the_last_n_windows():
     second = apply_persistence([calm, shifted[0], shifted[1]], m=2, n=3)
     assert second.drifted_columns == ["x"]
     assert apply_persistence([shifted[0]], m=1, n=1) is shifted[0]
+
+
+def test_learned_thresholds_keep_the_fixed_levels_when_the_reference_never_varies():
+    reference = pd.DataFrame({"x": np.ones(20_000)})
+    policy = DriftPolicy(learned_thresholds={"chunks": 10})
+    detector = DriftDetector(DriftSpec(columns={"x": NUM}, policy=policy)).fit(reference)
+    assert not detector.thresholds_["x"]["ks"].learned
+    assert detector.compare(pd.DataFrame({"x": np.ones(5_000)})).verdict is DriftVerdict.OK
+
+
+def test_an_invalid_segment_blocks_and_segment_only_drift_is_a_breach():
+    rng = np.random.default_rng(14)
+    region = rng.choice(["eu", "us"], 20_000, p=[0.15, 0.85])
+    reference = pd.DataFrame({"x": rng.normal(size=20_000), "region": region})
+    spec = DriftSpec(columns={"x": NUM, "region": CAT}, segments=["region"])
+    detector = DriftDetector(spec).fit(reference)
+    current = reference.sample(8_000, random_state=1).reset_index(drop=True)
+    current.loc[current["region"] == "eu", "x"] += 0.8
+    drifted = evaluate_drift(detector.compare(current))
+    assert drifted.verdict is GateVerdict.BLOCK and drifted.metrics["drift_breach"] is True
+    assert drifted.metrics["drifted_columns"] == 0  # a breach all the same
+
+    invalid = detector.compare(current.assign(x=current["x"].astype(str)))
+    gate = evaluate_drift(invalid)
+    assert gate.verdict is GateVerdict.BLOCK and "cannot judge" in gate.reason
+
+
+def test_an_enabled_multivariate_check_given_only_a_profile_says_so():
+    rng = np.random.default_rng(15)
+    reference = pd.DataFrame({"x": rng.normal(size=5_000), "y": rng.normal(size=5_000)})
+    policy = DriftPolicy(multivariate={"enabled": True})
+    detector = DriftDetector(DriftSpec(columns={"x": NUM, "y": NUM}, policy=policy))
+    report = detector.fit(reference).compare(detector.profile(reference))
+    assert report.multivariate.verdict is DriftVerdict.INSUFFICIENT_DATA
+    assert "no current rows" in report.multivariate.reason
+    assert report.verdict is DriftVerdict.OK  # reported, not blocking

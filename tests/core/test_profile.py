@@ -180,3 +180,54 @@ def test_a_heavy_tailed_column_gets_a_finer_piecewise_grid():
     exact = stats.ks_2samp(pareto["v"], current).statistic
     assert statistic(report, "v", "ks") == pytest.approx(exact, abs=0.005)
     assert report.verdict is DriftVerdict.OK
+
+
+def test_large_values_with_a_small_spread_keep_their_standard_deviation():
+    rng = np.random.default_rng(12)
+    reference = pd.DataFrame({"v": 1e6 + rng.normal(scale=0.01, size=20_000)})
+    current = pd.DataFrame({"v": 1e6 + rng.normal(loc=0.005, scale=0.01, size=20_000)})
+    spec = DriftSpec(columns={"v": NUM})
+    report = DriftDetector(spec).fit(reference).compare(current)
+    exact = stats.wasserstein_distance(reference["v"], current["v"]) / reference["v"].std()
+    assert statistic(report, "v", "wasserstein") == pytest.approx(exact, abs=0.005)
+    assert report.drifted_columns == ["v"]  # a 0.5-sigma shift, not hidden by lost precision
+
+
+def test_infinite_values_are_binned_at_the_ends_and_keep_statistics_finite():
+    rng = np.random.default_rng(13)
+    values = rng.normal(size=10_000)
+    values[:5] = [np.inf, -np.inf, np.inf, np.inf, -np.inf]
+    detector = DriftDetector(DriftSpec(columns={"v": NUM})).fit(pd.DataFrame({"v": values}))
+    assert np.all(np.isfinite(detector.grids_["v"].edges))
+    report = detector.compare(pd.DataFrame({"v": rng.normal(size=10_000)}))
+    assert report.verdict is DriftVerdict.OK
+    assert all(np.isfinite(m.statistic) for m in report.columns[0].methods)
+
+
+def test_arrow_booleans_with_nulls_and_large_integer_codes_are_read_as_they_are():
+    table = pa.table(
+        {
+            "flag": pa.array([True, False, None] * 500),
+            "code": pa.array([2**53, 2**53 + 1, 7] * 500, type=pa.int64()),
+        }
+    )
+    spec = DriftSpec(columns={"flag": NUM, "code": CAT}, policy=DriftPolicy(min_rows=10))
+    detector = DriftDetector(spec).fit(table)
+    assert set(detector.codebooks_["code"].top) == {str(2**53), str(2**53 + 1), "7"}
+    assert detector.compare(table).verdict is DriftVerdict.OK
+
+
+def test_a_problem_on_one_day_of_a_window_makes_the_column_invalid():
+    detector = fitted(frame(10_000, seed=1))
+    good = detector.profile(frame(2_000, seed=2))
+    broken = detector.profile(frame(2_000, seed=3).drop(columns=["y"]))
+    report = detector.compare(good.merge(broken))
+    y = next(c for c in report.columns if c.column == "y")
+    assert y.verdict is DriftVerdict.INVALID and "missing" in y.worst.reason
+
+
+def test_unreadable_profile_files_are_data_errors(tmp_path):
+    path = tmp_path / "broken.npz"
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(DataError, match="unreadable"):
+        Profile.load(path)

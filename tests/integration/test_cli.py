@@ -10,9 +10,12 @@ from typer.testing import CliRunner
 from orchestrator.adapters.audit_store import SqliteAuditLog
 from orchestrator.adapters.home import HomeLayout
 from orchestrator.adapters.mlflow_registry import MlflowModelRegistry
+from orchestrator.adapters.partition_store import PartitionStore
 from orchestrator.cli import app
 from orchestrator.core.audit import AuditAction
 from orchestrator.core.registry import CHAMPION
+from orchestrator.demo.simulator import Scenario, simulate_day
+from orchestrator.specs import load_spec
 
 pytestmark = pytest.mark.integration
 PASSING = {"gate.training_data_contract": "pass", "gate.evaluation": "pass"}
@@ -39,6 +42,19 @@ def run(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+def freeze_reference_rows(layout: HomeLayout) -> None:
+    """The demo model's reference window as frozen feature partitions: what the promotion job
+    profiles as the new drift reference."""
+    spec = load_spec("churn")
+    store = PartitionStore(
+        layout.data, spec.name, spec.source.features_path, spec.source.labels_path
+    )
+    scenario = Scenario(start=spec.reference_dates[0])
+    for day in range(1, len(spec.reference_days) + 1):
+        frame, _ = simulate_day(scenario, day)
+        store.write_table("feature_table", frame, scenario.date(day).isoformat())
+
+
 def test_approve_refuses_a_non_approver_with_the_reason(home):
     version = register(home, **PASSING)
     result = run("approve", "churn", version, "--by", "mallory", "--home", str(home.root))
@@ -49,6 +65,7 @@ def test_approve_refuses_a_non_approver_with_the_reason(home):
 
 
 def test_promote_refuses_without_approval_then_promotes_after_it(home):
+    freeze_reference_rows(home)
     version = register(home, **PASSING)
     refused = run("promote", "churn", version, "--by", "ops", "--home", str(home.root))
     assert refused.exit_code == 1 and "it has no approval" in refused.output
@@ -72,6 +89,16 @@ def test_promote_refuses_without_approval_then_promotes_after_it(home):
     assert registry.get_alias("churn", CHAMPION).version == version
     status = run("status", "churn", "--home", str(home.root))
     assert status.exit_code == 0 and f"champion   v{version}" in status.output
+    assert (home.data / "churn" / "reference_profile.npz").exists()
+
+
+def test_promote_exits_non_zero_when_the_new_reference_cannot_be_profiled(home):
+    version = register(home, **PASSING)  # no frozen rows for its (default) reference window
+    run("approve", "churn", version, "--by", "ml-lead", "--reason", "ok", "--home", str(home.root))
+    result = run("promote", "churn", version, "--by", "ops", "--home", str(home.root))
+    assert result.exit_code == 1 and "drift checks block until" in result.output
+    registry = MlflowModelRegistry(home.mlflow_tracking_uri, home.mlflow_artifacts)
+    assert registry.get_alias("churn", CHAMPION).version == version  # the promotion stands
 
 
 def test_promote_refuses_a_version_whose_gate_failed(home):

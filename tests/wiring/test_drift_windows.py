@@ -3,7 +3,7 @@ profile that must describe the current champion's training data."""
 
 import dagster as dg
 
-from assets.profiles import load_reference
+from assets.profiles import fit_reference, load_reference, save_reference
 from orchestrator.components import build_model_definitions
 from orchestrator.core.errors import DataError
 from orchestrator.core.profile import Profile
@@ -13,12 +13,27 @@ from tests.conftest import small_spec
 from tests.wiring.conftest import day
 
 
-def with_drift_policy(toy, **drift) -> None:
-    """Rebuild the toy model's definitions with another drift policy (same home and instance)."""
+def with_drift_policy(toy, rebuild_reference: bool = True, **drift) -> None:
+    """Rebuild the toy model's definitions with another drift policy (same home and instance),
+    and by default its reference profile, which records the policy it was built with."""
     toy.spec = small_spec(drift=drift)
     toy.defs = dg.Definitions.merge(
         build_model_definitions(toy.spec), dg.Definitions(resources=toy.defs.resources)
     )
+    if rebuild_reference:
+        reference = [day(n) for n in range(1, 6)]
+        save_reference(toy.store, fit_reference(toy.spec, toy.store, reference), reference)
+
+
+def test_a_changed_drift_policy_blocks_until_the_reference_is_rebuilt(toy):
+    with_drift_policy(toy, rebuild_reference=False, thresholds={"ks": {"warn": 0.2, "error": 0.3}})
+    assert not toy.materialize_day(6).success
+    try:
+        load_reference(toy.spec, toy.store, toy.registry.fake)
+    except DataError as e:
+        assert "drift policy or features changed" in str(e)
+    else:
+        raise AssertionError("a reference built under another policy was accepted")
 
 
 def test_persistence_warns_on_the_first_breach_and_blocks_on_the_second(toy):
@@ -26,8 +41,8 @@ def test_persistence_warns_on_the_first_breach_and_blocks_on_the_second(toy):
     first = check_in_run(toy.instance, toy.names.drift_check, toy.materialize_day(6, 1.5).run_id)
     assert first.severity == dg.AssetCheckSeverity.WARN and not first.passed
     reasons = [row.data["reason"] for row in first.metadata["drift"].value.records]
-    # Days 4 and 5 (reference days, frozen) count as the two earlier windows.
-    assert any("breached in 1 of the last 3 windows, 2 needed" in r for r in reasons)
+    # Days 4 and 5 have no profile (frozen as reference rows only): no earlier windows.
+    assert any("breached in 1 of the last 1 windows, 2 needed" in r for r in reasons)
     second = check_in_run(toy.instance, toy.names.drift_check, toy.materialize_day(7, 1.5).run_id)
     assert second.blocks and second.value("worst_column") == "x1"
 
