@@ -719,16 +719,11 @@ class DriftDetector:
             )
         if sample is None and isinstance(current, pd.DataFrame):
             sample = current
-        policy = self.spec.policy
-        overall = self._compare_unit(OVERALL, profile.columns, profile.problems, policy.min_rows)
+        overall = self._compare_unit(
+            OVERALL, profile.columns, profile.problems, self.spec.policy.min_rows
+        )
         keys = [key for key in sorted(self.reference_.segments) if key in profile.segments]
-        segments = [
-            self._compare_unit(
-                key, profile.segments[key], profile.problems, policy.min_segment_rows
-            )
-            for key in keys
-        ]
-        overall, segments = self._correct_p_values(overall, segments)
+        overall, segments = self._correct_p_values(overall, self._compare_segments(profile, keys))
         return DriftReport(
             columns=overall,
             n_reference=self.n_reference_,
@@ -744,6 +739,13 @@ class DriftDetector:
             ),
             multivariate=self._multivariate(sample),
         )
+
+    def _compare_segments(self, profile: Profile, keys: list[str]) -> list[tuple]:
+        min_rows = self.spec.policy.min_segment_rows
+        return [
+            self._compare_unit(key, profile.segments[key], profile.problems, min_rows)
+            for key in keys
+        ]
 
     def _compare_unit(
         self,
@@ -1053,42 +1055,40 @@ def apply_persistence(history: Sequence[DriftReport], m: int, n: int) -> DriftRe
     window, newest = list(history)[-n:], history[-1]
     if m <= 1:
         return newest
+    return replace(
+        newest,
+        columns=_persist(OVERALL, newest.columns, window, m),
+        segments=tuple(
+            replace(s, columns=_persist(s.segment, s.columns, window, m)) for s in newest.segments
+        ),
+    )
 
-    def breaches(segment: str, column: str) -> int:
-        return sum(
+
+def _persist(
+    segment: str, columns: tuple[ColumnDrift, ...], window: list[DriftReport], m: int
+) -> tuple[ColumnDrift, ...]:
+    """Columns of one unit, drift downgraded to a warning where it breached too rarely."""
+    kept = []
+    for column in columns:
+        breaches = sum(
             any(
-                c.column == column and c.verdict is DriftVerdict.DRIFT
+                c.column == column.column and c.verdict is DriftVerdict.DRIFT
                 for c in _unit_columns(report, segment)
             )
             for report in window
         )
-
-    def persist(segment: str, columns: tuple[ColumnDrift, ...]) -> tuple[ColumnDrift, ...]:
-        kept = []
-        for column in columns:
-            count = breaches(segment, column.column) if column.verdict is DriftVerdict.DRIFT else m
-            if count >= m:
-                kept.append(column)
-                continue
-            note = f"; breached in {count} of the last {len(window)} windows, {m} needed"
-            kept.append(
-                replace(
-                    column,
-                    methods=tuple(
-                        replace(r, verdict=DriftVerdict.WARN, reason=r.reason + note)
-                        if r.verdict is DriftVerdict.DRIFT
-                        else r
-                        for r in column.methods
-                    ),
-                )
-            )
-        return tuple(kept)
-
-    return replace(
-        newest,
-        columns=persist(OVERALL, newest.columns),
-        segments=tuple(replace(s, columns=persist(s.segment, s.columns)) for s in newest.segments),
-    )
+        if column.verdict is not DriftVerdict.DRIFT or breaches >= m:
+            kept.append(column)
+            continue
+        note = f"; breached in {breaches} of the last {len(window)} windows, {m} needed"
+        methods = tuple(
+            replace(r, verdict=DriftVerdict.WARN, reason=r.reason + note)
+            if r.verdict is DriftVerdict.DRIFT
+            else r
+            for r in column.methods
+        )
+        kept.append(replace(column, methods=methods))
+    return tuple(kept)
 
 
 def _unit_columns(report: DriftReport, segment: str) -> tuple[ColumnDrift, ...]:
