@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
+from orchestrator.adapters.partition_store import PartitionStore
 from orchestrator.core.spec import MonitoredModelSpec
 from orchestrator.naming import ModelNames
 from orchestrator.resources import DriftgateHomeResource
@@ -14,6 +15,11 @@ def column_schema(frame: pd.DataFrame) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[dg.TableColumn(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]
     )
+
+
+def stale_day_artifacts(store: PartitionStore, day: str) -> list:
+    """What was derived from a day's rows: its profile and its multivariate sample."""
+    return [store.artifact_path("feature_profile", day), store.table_path("feature_sample", day)]
 
 
 def build_feature_table(
@@ -37,6 +43,10 @@ def build_feature_table(
     ) -> dg.MaterializeResult:
         store = driftgate_home.store(spec)
         frame = store.read_source("features", context.partition_key)
+        # A re-landed day is judged afresh: its old profile must not stand in for rows that
+        # may now be rejected.
+        for stale in stale_day_artifacts(store, context.partition_key):
+            stale.unlink(missing_ok=True)
         path = store.write_table("feature_table", frame, context.partition_key)
         return dg.MaterializeResult(
             metadata={

@@ -4,6 +4,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import dagster as dg
+import pandas as pd
 
 from assets.profiles import StoredReference, day_profile, load_reference
 from orchestrator.adapters.partition_store import PartitionStore
@@ -24,9 +25,16 @@ class WindowJudgement:
     days: list[str]  # the days of the judged window that had data
 
 
-def _window_sample(spec: MonitoredModelSpec, store: PartitionStore, days: list[str]):
-    """Rows for the multivariate detector: a bounded random sample of the window."""
-    frame = store.read_partitions("feature_table", days)
+def _window_sample(
+    spec: MonitoredModelSpec, store: PartitionStore, days: list[str]
+) -> pd.DataFrame | None:
+    """Rows for the domain classifier: the window's daily samples, resampled to the bound.
+    None when no day has one (profiled before the classifier was enabled): the report then
+    says the joint distribution was not judged."""
+    sampled = [d for d in days if store.table_path("feature_sample", d).exists()]
+    if not sampled:
+        return None
+    frame = store.read_partitions("feature_sample", sampled)
     rows = min(len(frame), spec.drift.multivariate.sample_rows)
     return frame.sample(n=rows, random_state=spec.drift.multivariate.seed)
 

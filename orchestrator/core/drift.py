@@ -695,10 +695,9 @@ class DriftDetector:
 
     def _empty_profile(self) -> Profile:
         columns = {
-            c: empty_profile(
-                self.grids_[c].n_bins if c in self.grids_ else self.codebooks_[c].n_bins,
-                c in self.grids_,
-            )
+            c: empty_profile(self.grids_[c].n_bins, float(self.grids_[c].edges[0]))
+            if c in self.grids_
+            else empty_profile(self.codebooks_[c].n_bins, None)
             for c in self.spec.columns
         }
         return Profile(self.reference_id_, 0, columns)

@@ -5,11 +5,12 @@ clip, mark nulls, cast, count, sum per bin, sum of squares), 7 ms per million va
 compiled pass does it in under 2 ms, and releases the GIL so columns profile in parallel.
 Imported lazily by `profile.py`: importing numba costs a few hundred milliseconds.
 
-Bins: 0 underflow (< the first edge), 1..B the grid, B + 1 overflow, B + 2 null (NaN).
+Bins: 0 underflow (< the first edge), 1..B the grid, B + 1 overflow, B + 2 missing. Missing is
+NaN and also +-inf: an infinite value has no place on a distance scale, and counting it as
+missing keeps every sum, mean and distance finite (the null-rate method then reports it).
 Each kernel adds into `counts` and `sums` and returns (sum of squared deviations from `origin`,
 minimum, maximum) of the finite values. Squares are taken about `origin` (the grid's low edge),
-not zero, so that a standard deviation of 0.01 around 1e6 keeps its precision. An infinite value
-counts in the underflow or overflow bin but adds to no sum: there is nothing finite to add.
+not zero, so that a standard deviation of 0.01 around 1e6 keeps its precision.
 """
 
 import numpy as np
@@ -17,10 +18,20 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
+def _step(offset, per_bin, steps):
+    """floor(offset * per_bin) within [0, steps - 1]; a NaN or infinite product (a range so
+    narrow that its scale overflows) lands on an end instead of an undefined integer."""
+    position = offset * per_bin
+    if position >= steps - 1:
+        return steps - 1
+    if not position > 0:
+        return 0
+    return int(position)
+
+
+@njit(cache=True, nogil=True)
 def _add(value, index, counts, sums, moments, origin):
     counts[index] += 1
-    if value == np.inf or value == -np.inf:
-        return
     sums[index] += value
     moments[0] += (value - origin) * (value - origin)
     if value < moments[1]:
@@ -30,44 +41,41 @@ def _add(value, index, counts, sums, moments, origin):
 
 
 @njit(cache=True, nogil=True)
-def profile_uniform(values, lo, hi, grid_bins, counts, sums):  # origin: lo
-    """Equal-width bins from lo to hi."""
+def profile_uniform(values, lo, hi, grid_bins, counts, sums):
+    """Equal-width bins from lo to hi; squares about lo."""
     moments = np.array([0.0, np.inf, -np.inf])
-    scale = grid_bins / (hi - lo)
+    per_bin = grid_bins / (hi - lo)
     top = grid_bins + 1
     for value in values:
-        if value != value:  # NaN
+        if not np.isfinite(value):
             counts[top + 1] += 1
-            continue
-        if value < lo:
-            index = 0
+        elif value < lo:
+            _add(value, 0, counts, sums, moments, lo)
         elif value >= hi:
-            index = top
+            _add(value, top, counts, sums, moments, lo)
         else:
-            # Rounding can land a value just below hi on hi's own grid index: keep it inside.
-            index = min(int((value - lo) * scale) + 1, grid_bins)
-        _add(value, index, counts, sums, moments, lo)
+            _add(value, _step(value - lo, per_bin, grid_bins) + 1, counts, sums, moments, lo)
     return moments[0], moments[1], moments[2]
 
 
 @njit(cache=True, nogil=True)
 def profile_piecewise(values, knots, per_run, counts, sums):
-    """`per_run` equal-width bins between each pair of consecutive knots; origin: knots[0]."""
+    """`per_run` equal-width bins between each pair of consecutive knots; squares about
+    knots[0]."""
     moments = np.array([0.0, np.inf, -np.inf])
     runs = knots.size - 1
     top = runs * per_run + 1
+    origin = knots[0]
     for value in values:
-        if value != value:
+        if not np.isfinite(value):
             counts[top + 1] += 1
-            continue
-        if value < knots[0]:
-            index = 0
+        elif value < origin:
+            _add(value, 0, counts, sums, moments, origin)
         elif value >= knots[runs]:
-            index = top
+            _add(value, top, counts, sums, moments, origin)
         else:
             run = np.searchsorted(knots, value, side="right") - 1
-            width = knots[run + 1] - knots[run]
-            step = min(int((value - knots[run]) * per_run / width), per_run - 1)
-            index = run * per_run + step + 1
-        _add(value, index, counts, sums, moments, knots[0])
+            per_bin = per_run / (knots[run + 1] - knots[run])
+            index = run * per_run + _step(value - knots[run], per_bin, per_run) + 1
+            _add(value, index, counts, sums, moments, origin)
     return moments[0], moments[1], moments[2]

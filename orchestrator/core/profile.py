@@ -51,11 +51,22 @@ OVERALL = ""  # the segment key of the whole population
 # --- grids and codebooks: what fit learns per column ---------------------------------------
 
 
+def _spans(lo: float, hi: float) -> bool:
+    """Whether [lo, hi) can hold FINE_BINS distinct, increasing bins with a finite scale."""
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        return False
+    edges = np.linspace(lo, hi, FINE_BINS + 1)
+    return math.isfinite(FINE_BINS / (hi - lo)) and bool(np.all(np.diff(edges) > 0))
+
+
 @dataclass(frozen=True)
 class NumericGrid:
-    """Fine bins: index 0 underflow (< edges[0]), 1..B the grid, B+1 overflow, B+2 null."""
+    """Fine bins: index 0 underflow (< edges[0]), 1..B the grid, B+1 overflow, B+2 missing
+    (null, NaN or infinite)."""
 
-    edges: np.ndarray  # B + 1 increasing boundaries; bin i (1..B) is [edges[i-1], edges[i])
+    # B + 1 increasing boundaries; bin i (1..B) holds [edges[i-1], edges[i]), up to the
+    # rounding of a value that sits exactly on an edge (binned the same way every time).
+    edges: np.ndarray
     knots: np.ndarray  # the boundaries between equal-width runs (2 knots: one uniform run)
 
     @classmethod
@@ -63,19 +74,21 @@ class NumericGrid:
         values = sample[np.isfinite(sample)]
         if values.size == 0:
             return cls.uniform(0.0, 1.0)
-        lo, hi = np.quantile(values, [_GRID_TAIL, 1 - _GRID_TAIL])
-        if not hi > lo:
+        lo, hi = (float(q) for q in np.quantile(values, [_GRID_TAIL, 1 - _GRID_TAIL]))
+        if not _spans(lo, hi):
             lo, hi = float(values.min()), float(values.max())
-        if not hi > lo:
+        if not _spans(lo, hi):  # (almost) constant: one unit-wide grid around the value
             hi = lo + max(abs(lo), 1.0)
-        grid = cls.uniform(float(lo), float(hi))
+        grid = cls.uniform(lo, hi)
         if values.size * _MAX_BIN_MASS < 2 or grid.max_bin_mass(values) <= _MAX_BIN_MASS:
             return grid
-        knots = np.unique(np.quantile(values, np.linspace(0, 1, _KNOTS + 1)))
-        knots = knots[(knots >= lo) & (knots <= hi)]
-        if knots.size < 3:
+        inner = np.unique(np.quantile(values, np.linspace(0, 1, _KNOTS + 1)))
+        knots = np.concatenate(([lo], inner[(inner > lo) & (inner < hi)], [hi]))
+        if knots.size < 3 or not all(
+            _spans(a, b) for a, b in zip(knots[:-1], knots[1:], strict=True)
+        ):
             return grid
-        piecewise = cls.piecewise(np.concatenate(([lo], knots[1:-1], [hi])))
+        piecewise = cls.piecewise(knots)
         return piecewise if piecewise.max_bin_mass(values) < grid.max_bin_mass(values) else grid
 
     @classmethod
@@ -155,10 +168,6 @@ class Codebook:
             [index.get(s, self.other if s in self.others else self.unseen) for s in labels],
             dtype=np.intp,
         )
-
-    @property
-    def names(self) -> list[str]:
-        return [*self.top, "(other)", "(unseen)", "(null)"]
 
 
 # --- column profiles ------------------------------------------------------------------------
@@ -303,6 +312,8 @@ class Batch:
             column = self._data.column(name)
             if isinstance(column, pa.ChunkedArray):
                 column = column.combine_chunks()
+            if pa.types.is_floating(column.type):
+                column = pc.if_else(pc.is_nan(column), None, column)  # NaN is missing, as in pandas
             if not pa.types.is_dictionary(column.type):
                 column = pc.dictionary_encode(column)
             indices = column.indices.fill_null(-1).to_numpy(zero_copy_only=False)
@@ -318,18 +329,23 @@ class Batch:
 
 
 def category_labels(values: pd.Series) -> pd.Series:
-    """Category values as text, with whole numbers written as integers.
+    """Category values as text, each whole number written as an integer.
 
     An integer-coded column becomes float as soon as a partition holds a null (1 -> 1.0);
-    comparing text as-is would make every category look new.
+    comparing text as-is would make every category look new. Decided per value, so a
+    category's label does not depend on which other values share its batch.
     """
     if pd.api.types.is_integer_dtype(values):
         return values.astype(str)  # exact, also beyond 2**53 where float would merge codes
     if pd.api.types.is_float_dtype(values):
-        numbers = values.to_numpy(dtype=float)
-        if np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):
-            return pd.Series(numbers.astype(np.int64), index=values.index).astype(str)
+        return values.map(_number_label)
     return values.astype(str)
+
+
+def _number_label(value: float) -> str:
+    if math.isfinite(value) and value == round(value) and abs(value) < 2**63:
+        return str(int(value))
+    return str(value)
 
 
 Source = pd.DataFrame | pa.Table | str | Path | list[str | Path]  # a list: Parquet files
