@@ -19,6 +19,7 @@ from orchestrator.core.errors import DataError
 from orchestrator.core.profile import Profile, write_atomically
 from orchestrator.core.registry import CHAMPION, ModelRegistry
 from orchestrator.core.spec import FeatureKind, MonitoredModelSpec
+from orchestrator.metadata import day_span
 from orchestrator.naming import ModelNames
 from orchestrator.resources import DriftgateHomeResource, RegistryResource
 
@@ -38,7 +39,7 @@ class StoredReference:
 
     @property
     def span(self) -> str:
-        return f"{self.partitions[0]}..{self.partitions[-1]} ({len(self.partitions)} days)"
+        return day_span(self.partitions)
 
 
 def _manifest_path(store: PartitionStore) -> Path:
@@ -67,15 +68,19 @@ def load_reference(
     path = _manifest_path(store)
     if not path.exists():
         raise DataError(f"{spec.name}: no reference profile yet; materialize reference_profile")
-    manifest = json.loads(path.read_text())
-    stored, wanted = manifest["partitions"], reference_partitions(spec, registry)
+    try:
+        manifest = json.loads(path.read_text())
+        stored, reference_id = list(manifest["partitions"]), manifest["reference_id"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{spec.name}: unreadable reference manifest {path}: {e}") from e
+    wanted = reference_partitions(spec, registry)
     if stored != wanted:
         raise DataError(
             f"{spec.name}: the reference profile describes {stored[0]}..{stored[-1]} but the "
             f"champion was trained on {wanted[0]}..{wanted[-1]}; materialize reference_profile"
         )
     detector = DriftDetector.load(store.artifact_path("reference_profile"))
-    if detector.reference_id_ != manifest["reference_id"]:
+    if detector.reference_id_ != reference_id:
         raise DataError(
             f"{spec.name}: the reference profile and its manifest disagree (interrupted "
             "write?); materialize reference_profile"
@@ -156,13 +161,14 @@ def build_reference_profile(spec: MonitoredModelSpec, names: ModelNames) -> dg.A
         detector = fit_reference(spec, store, partitions)
         save_reference(store, detector, partitions)
         version = hashlib.sha256(f"{detector.reference_id_}{partitions}".encode()).hexdigest()
-        learned = spec.drift.learned_thresholds is not None
+        levels = [t for methods in detector.thresholds_.values() for t in methods.values()]
+        learned = sum(t.learned for t in levels)
         return dg.MaterializeResult(
             metadata={
                 "reference_id": detector.reference_id_,
-                "partitions": f"{partitions[0]}..{partitions[-1]} ({len(partitions)} days)",
+                "partitions": day_span(partitions),
                 "dagster/row_count": detector.n_reference_,
-                "thresholds": "learned from the reference" if learned else "fixed",
+                "thresholds": f"{learned} learned, {len(levels) - learned} fixed",
                 "summary": profile_summary(detector.reference_, spec),
             },
             data_version=dg.DataVersion(version[:16]),

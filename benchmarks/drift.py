@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 from scipy import stats
@@ -151,10 +153,7 @@ def parquet_scenario(rows: int, workdir: Path) -> dict:
     detector_path = workdir / "reference.npz"
     detector.save(detector_path)
     parquet_path = workdir / "current.parquet"
-    chunk = 1_000_000
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    chunk = min(rows, 1_000_000)
     writer = None
     for i in range(rows // chunk):
         table = pa.Table.from_pandas(make_frame(chunk, seed=100 + i), preserve_index=False)

@@ -14,7 +14,7 @@ from orchestrator.core.errors import DataError
 from orchestrator.core.gates import GateResult, GateVerdict, evaluate_drift
 from orchestrator.core.profile import Profile
 from orchestrator.core.spec import MonitoredModelSpec, date_range
-from orchestrator.metadata import check_result, drift_table
+from orchestrator.metadata import check_result, drift_metadata
 from orchestrator.naming import ModelNames
 from orchestrator.resources import AuditResource, DriftgateHomeResource, RegistryResource
 
@@ -71,32 +71,6 @@ def judge_window(
     return WindowJudgement(report, days)
 
 
-def _segments_markdown(report: DriftReport) -> dg.MetadataValue:
-    lines = ["| segment | rows | verdict | drifted columns |", "|---|---|---|---|"]
-    lines += [
-        f"| {s.segment} | {s.n_current} | {s.verdict.value} | {', '.join(s.drifted_columns)} |"
-        for s in report.ranked_segments()[:20]
-    ]
-    return dg.MetadataValue.md("\n".join(lines))
-
-
-def _report_metadata(judged: WindowJudgement, reference: StoredReference) -> dict:
-    report = judged.report
-    metadata = {
-        "drift": drift_table(report),
-        "window": f"{judged.days[0]}..{judged.days[-1]} ({len(judged.days)} days)",
-        "reference_partitions": reference.span,
-        "dagster/row_count": report.n_current,
-    }
-    if report.segments:
-        metadata["segments"] = _segments_markdown(report)
-        metadata["drifted_segments"] = ", ".join(report.drifted_segments) or "none"
-    if report.multivariate is not None:
-        metadata["multivariate_auroc"] = report.multivariate.statistic
-        metadata["multivariate"] = report.multivariate.reason
-    return metadata
-
-
 def build_drift_check(
     spec: MonitoredModelSpec, names: ModelNames, partitions_def: dg.PartitionsDefinition
 ) -> dg.AssetChecksDefinition:
@@ -131,6 +105,7 @@ def build_drift_check(
                     evidence={"partition": day, **summarize(judged.report)},
                 )
             )
-        return check_result(evaluate_drift(judged.report), **_report_metadata(judged, reference))
+        metadata = drift_metadata(judged.report, judged.days, reference.span)
+        return check_result(evaluate_drift(judged.report), **metadata)
 
     return feature_profile_within_drift_thresholds

@@ -82,8 +82,9 @@ def freeze_reference_window(
     instance: dg.DagsterInstance,
     on_day: Callable[[dt.date], None] = lambda day: None,
 ) -> None:
-    """Freeze every reference partition; stop at the first one that is missing or breaks the
-    contract (DataError naming the day). Frozen days stay frozen: re-running resumes."""
+    """Freeze every reference partition, then profile them as `reference_profile`; stop at the
+    first day that is missing or breaks the contract (DataError naming the day). Frozen days
+    stay frozen: re-running resumes."""
     names = ModelNames(spec.name)
     for day in spec.reference_days:
         result = freeze_reference_day(spec, defs, instance, day)

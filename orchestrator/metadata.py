@@ -53,3 +53,37 @@ def failures_markdown(failures: list[ExpectationFailure]) -> dg.MetadataValue:
     lines = ["| expectation | column | observed |", "|---|---|---|"]
     lines += [f"| {f.expectation} | {f.column or ''} | {f.observed} |" for f in failures]
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def day_span(days: list[str]) -> str:
+    """ "2026-01-01..2026-01-14 (14 days)"."""
+    count = f"{len(days)} day" if len(days) == 1 else f"{len(days)} days"
+    return f"{days[0]}..{days[-1]} ({count})"
+
+
+def drift_metadata(report: DriftReport, window: list[str], reference: str) -> dict:
+    """The drift check's metadata: every method's row, the window, worst segments first, and
+    the joint-distribution result."""
+    metadata = {
+        "drift": drift_table(report),
+        "window": day_span(window),
+        "reference_partitions": reference,
+        "dagster/row_count": report.n_current,
+    }
+    if report.segments:
+        metadata["segments"] = _segments_markdown(report)
+        metadata["drifted_segments"] = ", ".join(report.drifted_segments) or "none"
+    if report.multivariate is not None:
+        if report.multivariate.statistic is not None:
+            metadata["multivariate_auroc"] = report.multivariate.statistic
+        metadata["multivariate"] = report.multivariate.reason
+    return metadata
+
+
+def _segments_markdown(report: DriftReport) -> dg.MetadataValue:
+    lines = ["| segment | rows | verdict | drifted columns |", "|---|---|---|---|"]
+    lines += [
+        f"| {s.segment} | {s.n_current} | {s.verdict.value} | {', '.join(s.drifted_columns)} |"
+        for s in report.ranked_segments()[:20]
+    ]
+    return dg.MetadataValue.md("\n".join(lines))

@@ -11,11 +11,11 @@ and corrected across columns and segments with Benjamini-Hochberg.
     report.drifted_columns                            # ['income', 'device_os']
 """
 
-import functools
 import hashlib
 import io
 import math
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -346,21 +346,48 @@ def _bin_integrals(profile: ColumnProfile, edges: np.ndarray) -> np.ndarray:
     counts, sums = profile.counts[:-1], profile.sums[:-1]
     before = np.cumsum(counts) - counts  # values in earlier bins
     grid = (before[1:-1] * np.diff(edges) + counts[1:-1] * edges[1:] - sums[1:-1]) / n
-    under = (counts[0] * edges[0] - sums[0]) / n
-    over = -(sums[-1] - counts[-1] * edges[-1]) / n
-    return np.concatenate(([under], grid, [over]))
+    below, above = _tail_integrals(profile, edges)
+    return np.concatenate(([below], grid, [-above]))
 
 
 def _wasserstein(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext) -> Statistic:
     """Earth mover's distance divided by the reference's standard deviation.
 
     W1 is the integral of |F_ref - F_cur|; per fine bin the integral of F_ref - F_cur is exact
-    (see `_bin_integrals`), so only bins where the two CDFs cross lose anything.
+    (see `_bin_integrals`), so only bins where the two CDFs may cross lose anything: at most
+    `wasserstein_error_bound`, which the reason states.
     """
     edges = ctx.grid.edges
     gap = np.abs(_bin_integrals(ref, edges) - _bin_integrals(cur, edges)).sum()
     scale = ref.std if ref.std > 0 else 1.0
-    return float(gap / scale), ""
+    bound = wasserstein_error_bound(ref, cur, edges) / scale
+    return float(gap / scale), f"binning error at most {bound:.2g}"
+
+
+def wasserstein_error_bound(ref: ColumnProfile, cur: ColumnProfile, edges: np.ndarray) -> float:
+    """How much the binned W1 can fall short of the exact one (before scaling).
+
+    Inside a grid bin F_ref - F_cur starts at its value at the left edge and moves by at most
+    the two masses in the bin; only if that range straddles zero can the sign change, losing
+    at most twice the bin width times those masses. In a tail bin the loss is at most twice
+    the smaller of the two tail integrals.
+    """
+    ref_mass, cur_mass = _cdfs(ref, cur)
+    start = np.cumsum(ref_mass) - ref_mass - (np.cumsum(cur_mass) - cur_mass)
+    grid = slice(1, -1)
+    straddles = (start[grid] - cur_mass[grid] < 0) & (start[grid] + ref_mass[grid] > 0)
+    widths = np.diff(edges)
+    inner = 2 * np.sum((widths * (ref_mass[grid] + cur_mass[grid]))[straddles])
+    ref_tails, cur_tails = _tail_integrals(ref, edges), _tail_integrals(cur, edges)
+    return float(inner + 2 * np.minimum(ref_tails, cur_tails).sum())
+
+
+def _tail_integrals(profile: ColumnProfile, edges: np.ndarray) -> np.ndarray:
+    """The integral of F below the grid and of 1 - F above it."""
+    n, counts, sums = profile.n_values, profile.counts, profile.sums
+    below = (counts[0] * edges[0] - sums[0]) / n
+    above = (sums[-2] - counts[-2] * edges[-1]) / n
+    return np.array([below, above])
 
 
 def _known_counts(ref: ColumnProfile, cur: ColumnProfile, ctx: ColumnContext):
@@ -676,22 +703,20 @@ class DriftDetector:
 
     def _segment_members(self, arrays: "_Columns", rows: slice, definition: tuple[str, ...]):
         """(segment key, row positions) for each value combination the reference tracks."""
-        codes, names = np.zeros(arrays.rows_in(rows), np.intp), [[]]
-        for column in definition:
-            book = self.segment_codebooks_[column]
+        codes = np.zeros(arrays.rows_in(rows), np.intp)
+        books = [self.segment_codebooks_[column] for column in definition]
+        for column, book in zip(definition, books, strict=True):
             indices, labels = arrays.values[column]
             lookup = np.append(book.codes_for(labels), book.null)  # index -1 is null
             part = lookup[indices[rows]]
             part[part >= len(book.top)] = -1  # untracked, unseen or null: in no segment
             codes = np.where((codes < 0) | (part < 0), -1, codes * len(book.top) + part)
-            names = [n + [f"{column}={value}"] for n in names for value in book.top]
         order = np.argsort(codes, kind="stable")
         sorted_codes = codes[order]
         starts = np.flatnonzero(np.diff(sorted_codes, prepend=-2))
         for start, stop in zip(starts, np.append(starts[1:], sorted_codes.size), strict=True):
-            code = sorted_codes[start]
-            if code >= 0:
-                yield "&".join(names[code]), order[start:stop]
+            if sorted_codes[start] >= 0:
+                yield _segment_key(definition, books, int(sorted_codes[start])), order[start:stop]
 
     def _empty_profile(self) -> Profile:
         columns = {
@@ -808,23 +833,20 @@ class DriftDetector:
                 column, method.name, None, threshold, DriftVerdict.INSUFFICIENT_DATA, reason
             )
         statistic, note = method.compute(ref, cur, ctx)
-        if method.p_value and not math.isfinite(statistic):
-            reason = f"p-value is {statistic}"
+        if not math.isfinite(statistic):
+            # Kept as None: a NaN would also drop the row from the UI's table.
+            reason = f"statistic is {statistic}"
             return MethodResult(column, method.name, None, threshold, DriftVerdict.INVALID, reason)
-        if method.p_value:
-            # Judged after the Benjamini-Hochberg correction across the whole report.
-            return MethodResult(column, method.name, statistic, threshold, DriftVerdict.OK, note)
-        verdict, reason = judge_statistic(statistic, threshold)
-        return MethodResult(
-            column,
-            method.name,
-            statistic,
-            threshold,
-            verdict,
-            f"{reason}; {note}" if note else reason,
+        # A p-value is judged after the Benjamini-Hochberg correction across the whole report.
+        verdict, reason = (
+            (DriftVerdict.OK, "") if method.p_value else judge_statistic(statistic, threshold)
         )
+        reason = "; ".join(part for part in (reason, note) if part)
+        return MethodResult(column, method.name, statistic, threshold, verdict, reason)
 
-    def _correct_p_values(self, overall, segments):
+    def _correct_p_values(
+        self, overall: tuple[ColumnDrift, ...], segments: list[tuple[ColumnDrift, ...]]
+    ) -> tuple[tuple[ColumnDrift, ...], list[tuple[ColumnDrift, ...]]]:
         """Benjamini-Hochberg across every column and segment, per p-value method, then judge."""
         units = [overall, *segments]
         for name in {m.name for ms in self._methods.values() for m in ms if m.p_value}:
@@ -917,8 +939,8 @@ class DriftDetector:
         header, arrays = arrays_from_bytes(path.read_bytes())
         try:
             return cls(DriftSpec.model_validate(header["spec"]))._restore(header, arrays)
-        except (KeyError, ValueError) as e:
-            raise DataError(f"unreadable fitted reference at {path}: {e}") from e
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"unreadable fitted reference at {path}: {e!r}") from e
 
     def _restore(self, header: dict, arrays: dict) -> "DriftDetector":
         edges, knots = _by_column(arrays, "edges"), _by_column(arrays, "knots")
@@ -937,6 +959,15 @@ class DriftDetector:
         return self
 
 
+def _segment_key(definition: tuple[str, ...], books: list[Codebook], code: int) -> str:
+    """ "region=eu&plan=pro" from a combined code (mixed radix, last column fastest)."""
+    parts = []
+    for column, book in zip(reversed(definition), reversed(books), strict=True):
+        code, position = divmod(code, len(book.top))
+        parts.append(f"{column}={book.top[position]}")
+    return "&".join(reversed(parts))
+
+
 def _by_column(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     return {k.split("|", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{prefix}|")}
 
@@ -945,9 +976,19 @@ def _codebooks(stored: Mapping[str, list]) -> dict[str, Codebook]:
     return {c: Codebook(tuple(top), frozenset(others)) for c, (top, others) in stored.items()}
 
 
-@functools.cache
+_POOL: dict[int, ThreadPoolExecutor] = {}
+_POOL_LOCK = threading.Lock()
+
+
 def _workers() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="driftgate")
+    """One thread pool per process: a forked child (Dagster's multiprocess executor) gets its
+    own instead of inheriting a pool whose threads did not survive the fork."""
+    with _POOL_LOCK:
+        pid = os.getpid()
+        if pid not in _POOL:
+            _POOL.clear()
+            _POOL[pid] = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="driftgate")
+        return _POOL[pid]
 
 
 class _Passes:
@@ -998,7 +1039,7 @@ def _learned_threshold(
     every chunk scored the same (std 0, so any change at all would block), the fixed levels
     stay: a level learned from no variation is no evidence of what is ordinary."""
     finite = [v for v in statistics if math.isfinite(v)]
-    if len(finite) < 3 or np.std(finite) == 0:
+    if len(finite) < 3 or np.std(finite) <= 1e-9 * max(1.0, abs(float(np.mean(finite)))):
         return fixed
     mean, std = float(np.mean(finite)), float(np.std(finite, ddof=1))
     return AppliedThreshold(mean + learned.warn_k * std, mean + learned.error_k * std, learned=True)

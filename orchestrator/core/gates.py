@@ -39,18 +39,7 @@ def evaluate_drift(report: DriftReport | None) -> GateResult:
     gate = "drift"
     if report is None or not report.columns:
         return GateResult(gate, GateVerdict.BLOCK, "no drift report covering any column")
-    worst = report.ranked()[0]
-    metrics = {
-        "worst_column": worst.column,
-        "worst_method": worst.worst.method,
-        "worst_statistic": worst.worst.statistic,
-        "drifted_columns": len(report.drifted_columns),
-        "drifted_segments": len(report.drifted_segments),
-        # The retrain sensor reads this: drift in one segment or in the joint distribution
-        # is a breach as much as drift in a whole column.
-        "drift_breach": report.verdict is DriftVerdict.DRIFT,
-    }
-    threshold = {"warn": worst.worst.threshold.warn, "error": worst.worst.threshold.error}
+    metrics, threshold = _worst_evidence(report)
     if report.verdict is DriftVerdict.DRIFT:
         return GateResult(gate, GateVerdict.BLOCK, _drift_reason(report), metrics, threshold)
     if unjudged := _unjudged(report):
@@ -62,6 +51,42 @@ def evaluate_drift(report: DriftReport | None) -> GateResult:
         return GateResult(gate, GateVerdict.WARN, reason, metrics, threshold)
     reason = "every column within its warn level"
     return GateResult(gate, GateVerdict.PASS, reason, metrics, threshold)
+
+
+def _worst_evidence(report: DriftReport) -> tuple[dict, dict]:
+    """Metrics and levels of what decided: the worst column, the worst column of the worst
+    segment when only a segment drifted, or the joint distribution when only it did."""
+    worst, where = report.ranked()[0], ""
+    segments = report.ranked_segments()
+    if worst.verdict is not DriftVerdict.DRIFT and report.drifted_segments:
+        segment = segments[0]
+        worst, where = (
+            max(
+                segment.columns,
+                key=lambda c: (c.verdict is DriftVerdict.DRIFT, c.worst.statistic or 0),
+            ),
+            segment.segment,
+        )
+    metrics = {
+        "worst_column": f"{worst.column} in {where}" if where else worst.column,
+        "worst_method": worst.worst.method,
+        "worst_statistic": worst.worst.statistic,
+        "drifted_columns": len(report.drifted_columns),
+        "drifted_segments": len(report.drifted_segments),
+        # The retrain sensor reads this: drift in one segment or in the joint distribution
+        # is a breach as much as drift in a whole column.
+        "drift_breach": report.verdict is DriftVerdict.DRIFT,
+    }
+    threshold = {"warn": worst.worst.threshold.warn, "error": worst.worst.threshold.error}
+    joint = report.multivariate
+    if report.multivariate_drift and worst.verdict is not DriftVerdict.DRIFT:
+        metrics |= {
+            "worst_column": "(joint distribution)",
+            "worst_method": joint.method,
+            "worst_statistic": joint.statistic,
+        }
+        threshold = {"error_low": joint.error_band[0], "error_high": joint.error_band[1]}
+    return metrics, threshold
 
 
 def _unjudged(report: DriftReport) -> str:

@@ -482,8 +482,8 @@ class Profile:
         header, arrays = arrays_from_bytes(data)
         try:
             return cls._from_arrays(header, arrays)
-        except KeyError as e:
-            raise DataError(f"profile file lacks {e}") from e
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"unreadable profile: {e!r}") from e
 
     @classmethod
     def _from_arrays(cls, header: dict, arrays: dict) -> "Profile":

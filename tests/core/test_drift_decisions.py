@@ -93,6 +93,7 @@ def test_drift_confined_to_one_segment_is_found_and_named():
     assert report.drifted_segments == ["region=eu"]
     gate = evaluate_drift(report)
     assert gate.verdict is GateVerdict.BLOCK and "segment region=eu" in gate.reason
+    assert gate.metrics["worst_column"] == "x in region=eu"  # what decided, not the whole
     assert report.to_records()[0]["segment"] == "(all)"
     assert any(r["segment"] == "region=eu" and r["verdict"] == "drift" for r in report.to_records())
 
@@ -137,7 +138,10 @@ def test_a_correlation_only_change_is_found_by_the_multivariate_detector_alone()
     assert all(c.verdict is DriftVerdict.OK for c in report.columns)
     assert report.multivariate_drift and report.multivariate.statistic > 0.65
     assert report.verdict is DriftVerdict.DRIFT
-    assert "joint distribution" in evaluate_drift(report).reason
+    gate = evaluate_drift(report)
+    assert "joint distribution" in gate.reason
+    assert gate.metrics["worst_column"] == "(joint distribution)"
+    assert gate.metrics["worst_statistic"] == report.multivariate.statistic
     unchanged = detector.compare(correlated(20_000, 0.8))
     assert unchanged.verdict is DriftVerdict.OK
 
@@ -214,7 +218,7 @@ def test_learned_thresholds_keep_the_fixed_levels_when_the_reference_never_varie
     assert detector.compare(pd.DataFrame({"x": np.ones(5_000)})).verdict is DriftVerdict.OK
 
 
-def test_an_invalid_segment_blocks_and_segment_only_drift_is_a_breach():
+def test_segment_only_drift_is_a_breach_and_unjudgeable_data_blocks():
     rng = np.random.default_rng(14)
     region = rng.choice(["eu", "us"], 20_000, p=[0.15, 0.85])
     reference = pd.DataFrame({"x": rng.normal(size=20_000), "region": region})

@@ -15,7 +15,7 @@ def test_drifted_partition_fails_blocking_drift_check_and_is_audited(toy):
     table = drift.metadata["drift"].value
     assert {row.data["column"] for row in table.records} == {"x1", "x2", "x3", "color", "shop"}
     assert {"threshold.warn", "threshold.error"} <= set(drift.metadata)
-    assert drift.value("window") == f"{day(6)}..{day(6)} (1 days)"
+    assert drift.value("window") == f"{day(6)}..{day(6)} (1 day)"
     # The drifted day keeps its profile: later windows and persistence are judged from it.
     assert toy.instance.get_latest_materialization_event(toy.names.feature_profile) is not None
     assert toy.store.artifact_path("feature_profile", day(6)).exists()
