@@ -213,16 +213,28 @@ class ColumnProfile:
         return math.sqrt(max(self.sum_squares / self.n_values - offset**2, 0.0))
 
     def merge(self, other: "ColumnProfile") -> "ColumnProfile":
-        if self.counts.shape != other.counts.shape or self.origin != other.origin:
+        return ColumnProfile.total([self, other])
+
+    @staticmethod
+    def total(parts: list["ColumnProfile"]) -> "ColumnProfile":
+        """The exact merge of profiles binned on one reference: counts and sums add (into one
+        accumulator, so merging a 30-day window allocates once per column)."""
+        first = parts[0]
+        if any(p.counts.shape != first.counts.shape or p.origin != first.origin for p in parts):
             raise DataError("cannot merge column profiles binned on different references")
+        counts = _accumulate([p.counts for p in parts])
+        sums = None if first.sums is None else _accumulate([p.sums for p in parts])
+        unseen = Counter()
+        for p in parts:
+            unseen.update(p.unseen)
         return ColumnProfile(
-            self.counts + other.counts,
-            None if self.sums is None else self.sums + other.sums,
-            self.sum_squares + other.sum_squares,
-            float(np.fmin(self.minimum, other.minimum)),
-            float(np.fmax(self.maximum, other.maximum)),
-            _top_examples(Counter(self.unseen) + Counter(other.unseen)),
-            self.origin,
+            counts,
+            sums,
+            sum(p.sum_squares for p in parts),
+            float(np.fmin.reduce([p.minimum for p in parts])),
+            float(np.fmax.reduce([p.maximum for p in parts])),
+            _top_examples(unseen),
+            first.origin,
         )
 
     def without(self, part: "ColumnProfile") -> "ColumnProfile":
@@ -234,6 +246,14 @@ class ColumnProfile:
             sum_squares=self.sum_squares - part.sum_squares,
             unseen={},
         )
+
+
+def _accumulate(arrays: list[np.ndarray]) -> np.ndarray:
+    """Sum in place into one copy: the accumulator stays in cache while the parts stream by."""
+    total = arrays[0].copy()
+    for array in arrays[1:]:
+        np.add(total, array, out=total)
+    return total
 
 
 def _top_examples(counts: Mapping[str, int]) -> dict[str, int]:
@@ -420,33 +440,35 @@ class Profile:
     problems: Mapping[str, str] = field(default_factory=dict)  # column -> why it is absent
 
     def merge(self, other: "Profile") -> "Profile":
-        if other.reference_id != self.reference_id:
-            raise DataError(
-                f"cannot merge a profile binned on reference {other.reference_id} into one "
-                f"binned on {self.reference_id}: re-profile the data against one reference"
-            )
-        segments = {
-            key: _merge_columns(self.segments.get(key, {}), other.segments.get(key, {}))
-            for key in sorted({*self.segments, *other.segments})
-        }
-        rows = Counter(self.segment_rows) + Counter(other.segment_rows)
-        return Profile(
-            self.reference_id,
-            self.n_rows + other.n_rows,
-            _merge_columns(self.columns, other.columns),
-            segments,
-            dict(sorted(rows.items())),
-            {**self.problems, **other.problems},
-        )
+        return Profile.merge_all([self, other])
 
     @staticmethod
     def merge_all(profiles: Iterable["Profile"]) -> "Profile":
-        merged = None
-        for profile in profiles:
-            merged = profile if merged is None else merged.merge(profile)
-        if merged is None:
+        """The exact merge of profiles of one reference (a window of days, say)."""
+        parts = list(profiles)
+        if not parts:
             raise DataError("no profiles to merge")
-        return merged
+        first = parts[0]
+        for other in parts[1:]:
+            if other.reference_id != first.reference_id:
+                raise DataError(
+                    f"cannot merge a profile binned on reference {other.reference_id} into one "
+                    f"binned on {first.reference_id}: re-profile the data against one reference"
+                )
+        if len(parts) == 1:
+            return first
+        keys = sorted({key for p in parts for key in p.segments})
+        rows = Counter()
+        for p in parts:
+            rows.update(p.segment_rows)
+        return Profile(
+            first.reference_id,
+            sum(p.n_rows for p in parts),
+            _total_columns([p.columns for p in parts]),
+            {key: _total_columns([p.segments.get(key, {}) for p in parts]) for key in keys},
+            dict(sorted(rows.items())),
+            {name: reason for p in parts for name, reason in p.problems.items()},
+        )
 
     def save(self, path: Path) -> None:
         write_atomically(Path(path), self.to_bytes())
@@ -504,12 +526,10 @@ class Profile:
         )
 
 
-def _merge_columns(
-    a: Mapping[str, ColumnProfile], b: Mapping[str, ColumnProfile]
-) -> dict[str, ColumnProfile]:
+def _total_columns(parts: list[Mapping[str, ColumnProfile]]) -> dict[str, ColumnProfile]:
+    names = sorted({name for part in parts for name in part})
     return {
-        name: a[name].merge(b[name]) if name in a and name in b else a.get(name) or b[name]
-        for name in sorted({*a, *b})
+        name: ColumnProfile.total([part[name] for part in parts if name in part]) for name in names
     }
 
 
