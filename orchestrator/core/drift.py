@@ -34,6 +34,7 @@ from orchestrator.core.errors import DataError, NotFittedError, UnknownMethodErr
 from orchestrator.core.profile import (
     FINE_BINS,
     OVERALL,
+    SEGMENT_FOLD,
     Batch,
     Codebook,
     ColumnProfile,
@@ -562,7 +563,8 @@ class DriftDetector:
 
     def _fingerprint(self) -> str:
         """Names the bins: profiles merge and compare only when every bin means the same."""
-        digest = hashlib.sha256(f"{FINE_BINS}|{self.spec.segment_definitions}".encode())
+        shape = f"{FINE_BINS}|{SEGMENT_FOLD}|{self.spec.segment_definitions}"
+        digest = hashlib.sha256(shape.encode())
         for column in sorted(self.grids_):
             digest.update(f"grid|{column}|".encode() + self.grids_[column].edges.tobytes())
         for kind, books in (("codes", self.codebooks_), ("segments", self.segment_codebooks_)):
@@ -693,7 +695,9 @@ class DriftDetector:
         def one(column: str) -> ColumnProfile:
             if self.spec.columns[column] is FeatureKind.NUMERICAL:
                 values = arrays.values[column][rows]
-                return self.grids_[column].profile(values if members is None else values[members])
+                if members is None:
+                    return self.grids_[column].profile(values)
+                return self.grids_[column].folded(SEGMENT_FOLD).profile(values[members])
             indices, labels = arrays.values[column]
             indices = indices[rows] if members is None else indices[rows][members]
             return categorical_profile(indices, labels, self.codebooks_[column])
@@ -780,7 +784,9 @@ class DriftDetector:
     ) -> tuple[ColumnDrift, ...]:
         reference = self.reference_.segments[segment] if segment else self.reference_.columns
         return tuple(
-            self._compare_column(column, reference[column], current.get(column), problems, min_rows)
+            self._compare_column(
+                column, reference[column], current.get(column), problems, min_rows, bool(segment)
+            )
             for column in self.spec.columns
         )
 
@@ -791,6 +797,7 @@ class DriftDetector:
         cur: ColumnProfile | None,
         problems: Mapping[str, str],
         min_rows: int,
+        segment: bool = False,
     ) -> ColumnDrift:
         kind, thresholds = self.spec.columns[column], self.thresholds_[column]
         methods = self._methods[column]
@@ -802,14 +809,16 @@ class DriftDetector:
                 for m in methods
             ]
             return ColumnDrift(column, kind, ref.n_rows, cur.n_rows if cur else 0, tuple(results))
-        ctx = self._context(column)
+        ctx = self._context(column, segment)
         results = [self._judge(column, m, ref, cur, ctx, min_rows) for m in methods]
         return ColumnDrift(column, kind, ref.n_rows, cur.n_rows, tuple(results))
 
-    def _context(self, column: str) -> ColumnContext:
-        return ColumnContext(
-            self.grids_.get(column), self.codebooks_.get(column), self.coarse_starts_.get(column)
-        )
+    def _context(self, column: str, segment: bool = False) -> ColumnContext:
+        """The bins of a column; a segment's numerical bins are the folded grid's."""
+        grid, starts = self.grids_.get(column), self.coarse_starts_.get(column)
+        if segment and grid is not None:
+            grid, starts = grid.folded(SEGMENT_FOLD), _folded_starts(starts, SEGMENT_FOLD)
+        return ColumnContext(grid, self.codebooks_.get(column), starts)
 
     def _judge(
         self,
@@ -1019,6 +1028,13 @@ class _Columns:
 
     def rows_in(self, rows: slice) -> int:
         return len(range(*rows.indices(self.n_rows)))
+
+
+def _folded_starts(starts: np.ndarray, fold: int) -> np.ndarray:
+    """Coarse bin starts on the folded grid: fine bin f (1..B) lies in folded bin
+    1 + (f - 1) // fold; underflow stays 0 and overflow follows the last folded bin."""
+    folded = np.where(starts == 0, 0, 1 + (starts - 1) // fold)
+    return np.unique(folded)
 
 
 def _coarse_starts(reference: ColumnProfile, bins: int) -> np.ndarray:

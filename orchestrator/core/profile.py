@@ -36,6 +36,9 @@ import pyarrow.parquet as pq
 from orchestrator.core.errors import DataError
 
 FINE_BINS = 16384
+# Segments bin numerical columns on every SEGMENT_FOLD-th edge of the fine grid (1024 bins):
+# 16x less memory per segment and feature, at a resolution still far below any threshold.
+SEGMENT_FOLD = 16
 # The grid spans the reference's [0.05%, 99.95%] quantiles: outliers do not stretch it (a wide
 # grid puts too much mass in one bin), and the tails keep exact counts and sums.
 _GRID_TAIL = 0.0005
@@ -102,6 +105,10 @@ class NumericGrid:
             np.linspace(a, b, per_run + 1)[:-1] for a, b in zip(knots[:-1], knots[1:], strict=True)
         ]
         return cls(np.append(np.concatenate(runs), knots[-1]), knots)
+
+    def folded(self, fold: int) -> "NumericGrid":
+        """The same grid with every `fold`-th edge: each run of knots keeps whole bins."""
+        return NumericGrid(self.edges[::fold], self.knots)
 
     @property
     def n_bins(self) -> int:
