@@ -23,8 +23,13 @@ class AuditAction(StrEnum):
     GATE_EVALUATED = "gate_evaluated"
     APPROVAL_GRANTED = "approval_granted"
     APPROVAL_REFUSED = "approval_refused"
-    PROMOTED = "promoted"
+    APPROVAL_REJECTED = "approval_rejected"  # a reviewer said no: the version cannot promote
+    APPROVAL_LAPSED = "approval_lapsed"  # a gate re-evaluated and failed after approval
+    PROMOTION_STARTED = "promotion_started"  # intent: written before the alias moves
+    PROMOTED = "promoted"  # completion: written after the alias moved
+    PROMOTION_ABORTED = "promotion_aborted"  # an interrupted promotion, undone
     PROMOTION_REFUSED = "promotion_refused"
+    ROLLED_BACK = "rolled_back"
 
 
 def utc_now() -> dt.datetime:
