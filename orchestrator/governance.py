@@ -1,26 +1,37 @@
-"""Approval and promotion as one code path for the CLI, the demo and the promotion job.
+"""Approval, rejection, promotion and rollback as one code path for the CLI, the demo and the
+promotion job.
 
 Core decides (orchestrator.core.promotion); this module acts on the decision through the registry
-and audit interfaces, and records every refusal as well as every success.
+and audit interfaces, and records every refusal as well as every success. Every move of the
+`champion` alias is crash-safe: the intent is recorded first, then the alias moves, then the
+completion is recorded, so a crash leaves the old or the new champion and an open intent that
+`driftgate audit verify` reports and `driftgate audit recover` closes.
 """
 
 from dataclasses import dataclass
 
 from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog, utc_now
 from orchestrator.core.errors import ApprovalRefused, PromotionRefused
+from orchestrator.core.history import champion_at, open_intents, tenures
 from orchestrator.core.promotion import (
+    ApprovalState,
     PromotionDecision,
     approval_problems,
+    approval_state,
     decide_promotion,
+    duty_problems,
     gate_problems,
 )
 from orchestrator.core.registry import (
     CHALLENGER,
     CHAMPION,
     TAG_APPROVAL_REASON,
+    TAG_APPROVAL_STATE,
+    TAG_APPROVALS,
     TAG_APPROVED_AT,
     TAG_APPROVED_BY,
     TAG_PROMOTED_AT,
+    TAG_REJECTED_BY,
     TAG_REPLACED_VERSION,
     ModelRegistry,
     ModelVersion,
@@ -34,40 +45,135 @@ class Governance:
     registry: ModelRegistry
     audit: AuditLog
 
+    # -- approvals --
+
+    def state(self, version: str) -> ApprovalState:
+        return approval_state(version, self.audit.events(self.spec.name), self.spec.approval)
+
     def approve(self, version: str, approver: str, reason: str) -> ModelVersion:
-        """Record `approver`'s approval as version tags, or raise ApprovalRefused saying why."""
-        name = self.spec.name
-        candidate = self.registry.get_version(name, version)
-        problems = approval_problems(candidate, approver, self.spec.approval)
+        """Record `approver`'s approval, or raise ApprovalRefused saying why (audited too)."""
+        candidate = self.registry.get_version(self.spec.name, version)
+        problems = approval_problems(candidate, approver, self.spec.approval, self.state(version))
         if problems:
             self._record(AuditAction.APPROVAL_REFUSED, approver, version, {"problems": problems})
-            raise ApprovalRefused(f"{name} v{version} cannot be approved: {'; '.join(problems)}")
-        self.registry.set_tags(
-            name,
-            version,
-            {
-                TAG_APPROVED_BY: approver,
-                TAG_APPROVED_AT: utc_now().isoformat(),
-                TAG_APPROVAL_REASON: reason,
-            },
-        )
+            raise ApprovalRefused(
+                f"{self.spec.name} v{version} cannot be approved: {'; '.join(problems)}"
+            )
         self._record(AuditAction.APPROVAL_GRANTED, approver, version, {"reason": reason})
-        return self.registry.get_version(name, version)
+        return self._mirror(version, reason)
+
+    def reject(self, version: str, reviewer: str, reason: str) -> ModelVersion:
+        """Record that `reviewer` said no: the version can no longer be promoted."""
+        candidate = self.registry.get_version(self.spec.name, version)
+        problems = duty_problems(candidate, reviewer, self.spec.approval)
+        if not reason.strip():
+            problems.append("a rejection needs a reason")
+        if problems:
+            evidence = {"problems": problems, "attempted": "reject"}
+            self._record(AuditAction.APPROVAL_REFUSED, reviewer, version, evidence)
+            raise ApprovalRefused(
+                f"{self.spec.name} v{version} cannot be rejected by {reviewer!r}: "
+                + "; ".join(problems)
+            )
+        self._record(AuditAction.APPROVAL_REJECTED, reviewer, version, {"reason": reason})
+        return self._mirror(version, reason)
+
+    def _mirror(self, version: str, reason: str) -> ModelVersion:
+        """Copy the audited state onto the version's MLflow tags, for people reading MLflow."""
+        state = self.state(version)
+        tags = {
+            TAG_APPROVAL_STATE: state.label,
+            TAG_APPROVALS: ",".join(state.approvers),
+            TAG_APPROVED_BY: ",".join(state.approvers) if state.approved else "",
+            TAG_REJECTED_BY: state.rejected_by or "",
+            TAG_APPROVAL_REASON: reason,
+        }
+        if state.approved:
+            tags[TAG_APPROVED_AT] = utc_now().isoformat()
+        self.registry.set_tags(self.spec.name, version, tags)
+        return self.registry.get_version(self.spec.name, version)
+
+    # -- promotion --
 
     def decide(self, version: str) -> PromotionDecision:
         candidate = self.registry.get_version(self.spec.name, version)
         champion = self.registry.get_alias(self.spec.name, CHAMPION)
-        granted = self.audit.events(self.spec.name, [AuditAction.APPROVAL_GRANTED])
-        audited = {e.actor for e in granted if e.version == version}
-        return decide_promotion(candidate, champion, self.spec.approval, audited)
+        decision = decide_promotion(candidate, champion, self.spec.approval, self.state(version))
+        interrupted = open_intents(self.audit.events(self.spec.name))
+        if not interrupted:
+            return decision
+        blocked = (
+            f"an interrupted move of champion (audit event {interrupted[0].id}) must be "
+            f"closed first: driftgate audit recover {self.spec.name}"
+        )
+        return PromotionDecision(False, version, decision.replaces, (*decision.reasons, blocked))
 
     def promote(self, version: str, actor: str, dagster_run_id: str | None) -> PromotionDecision:
         """Move `champion` to `version` if the decision allows; otherwise leave it and raise."""
-        name = self.spec.name
         decision = self.decide(version)
         if not decision.allowed:
             self.record_refusal(decision, actor, dagster_run_id)
-            raise PromotionRefused(f"{name} v{version} was not promoted: {decision.explain()}")
+            raise PromotionRefused(
+                f"{self.spec.name} v{version} was not promoted: {decision.explain()}"
+            )
+        evidence = {"replaced_version": decision.replaces, "approved_by": decision.explain()}
+        self._move(AuditAction.PROMOTED, version, actor, evidence, dagster_run_id)
+        return decision
+
+    def rollback(
+        self, actor: str, reason: str, to: str | None = None, dagster_run_id: str | None = None
+    ) -> str:
+        """Move `champion` back to an earlier champion (by default the one it replaced).
+        Only an approver may, only to a version that served as champion before."""
+        problems, target = self._rollback_problems(actor, reason, to)
+        if problems:
+            evidence = {"problems": problems, "to": target}
+            self._record(AuditAction.PROMOTION_REFUSED, actor, target, evidence, dagster_run_id)
+            raise PromotionRefused(f"{self.spec.name}: rollback refused: {'; '.join(problems)}")
+        current = self.registry.get_alias(self.spec.name, CHAMPION)
+        evidence = {"replaced_version": current.version, "reason": reason}
+        self._move(AuditAction.ROLLED_BACK, target, actor, evidence, dagster_run_id)
+        return target
+
+    def _rollback_problems(
+        self, actor: str, reason: str, to: str | None
+    ) -> tuple[list[str], str | None]:
+        events = self.audit.events(self.spec.name)
+        current = champion_at(events, utc_now())
+        target = to or (current.previous if current else None)
+        served = {t.version for t in tenures(events)}
+        problems = [] if actor in self.spec.approval.eligible else [f"{actor!r} is not an approver"]
+        if not reason.strip():
+            problems.append("a rollback needs a reason")
+        if current is None or target is None:
+            problems.append("there is no earlier champion to roll back to")
+        elif target == current.version:
+            problems.append(f"version {target} is already the champion")
+        elif target not in served:
+            problems.append(f"version {target} never served as champion; promote it instead")
+        if open_intents(events):
+            problems.append(
+                f"close the interrupted move first: driftgate audit recover {self.spec.name}"
+            )
+        return problems, target
+
+    def _move(
+        self,
+        action: AuditAction,
+        version: str,
+        actor: str,
+        evidence: dict,
+        dagster_run_id: str | None,
+    ) -> None:
+        """Intent, alias move, completion: in that order, so no move goes unrecorded."""
+        name = self.spec.name
+        intent = self._record(
+            AuditAction.PROMOTION_STARTED,
+            actor,
+            version,
+            {"kind": action.value, **evidence},
+            dagster_run_id,
+        )
         self.registry.set_alias(name, CHAMPION, version)
         challenger = self.registry.get_alias(name, CHALLENGER)
         if challenger is not None and challenger.version == version:
@@ -75,16 +181,27 @@ class Governance:
         self.registry.set_tags(
             name,
             version,
-            {TAG_PROMOTED_AT: utc_now().isoformat(), TAG_REPLACED_VERSION: decision.replaces or ""},
+            {
+                TAG_PROMOTED_AT: utc_now().isoformat(),
+                TAG_REPLACED_VERSION: evidence.get("replaced_version") or "",
+            },
         )
-        self._record(
-            AuditAction.PROMOTED,
-            actor,
-            version,
-            {"replaced_version": decision.replaces},
-            dagster_run_id,
-        )
-        return decision
+        self._record(action, actor, version, {**evidence, "intent_id": intent.id}, dagster_run_id)
+
+    def recover(self, actor: str) -> list[AuditEvent]:
+        """Close every interrupted move by what MLflow shows: if the alias reached the target,
+        record the completion; otherwise record the move as aborted (the champion is as it
+        was). Returns the closing events."""
+        champion = self.registry.get_alias(self.spec.name, CHAMPION)
+        closed = []
+        for intent in open_intents(self.audit.events(self.spec.name)):
+            moved = champion is not None and champion.version == intent.version
+            action = (
+                AuditAction(intent.evidence["kind"]) if moved else AuditAction.PROMOTION_ABORTED
+            )
+            evidence = {**intent.evidence, "intent_id": intent.id, "recovered": True}
+            closed.append(self._record(action, actor, intent.version, evidence))
+        return closed
 
     def record_refusal(
         self, decision: PromotionDecision, actor: str, dagster_run_id: str | None
@@ -115,7 +232,10 @@ class Governance:
         return [
             v
             for v in self.registry.list_versions(self.spec.name)
-            if int(v.version) > floor and not v.approved_by and not gate_problems(v)
+            if int(v.version) > floor
+            and not v.approved_by
+            and not v.tags.get(TAG_REJECTED_BY)
+            and not gate_problems(v)
         ]
 
     def approved_not_promoted(self) -> list[ModelVersion]:
@@ -129,10 +249,10 @@ class Governance:
         self,
         action: AuditAction,
         actor: str,
-        version: str,
+        version: str | None,
         evidence: dict,
         dagster_run_id: str | None = None,
-    ) -> None:
-        self.audit.append(
+    ) -> AuditEvent:
+        return self.audit.append(
             AuditEvent(action, actor, self.spec.name, version, dagster_run_id, evidence)
         )

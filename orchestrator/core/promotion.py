@@ -1,8 +1,14 @@
-"""Approval and promotion decisions. They decide; adapters act on the decision."""
+"""Approval and promotion decisions. They decide; adapters act on the decision.
 
-from collections.abc import Collection, Sequence
+The audit log is the evidence: an approval counts only if an audited APPROVAL_GRANTED event
+records it, so a tag set by hand in the MLflow UI never promotes anything. Tags mirror the
+state for people who look at MLflow.
+"""
+
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from orchestrator.core.audit import AuditAction, AuditEvent
 from orchestrator.core.gates import GateVerdict
 from orchestrator.core.registry import TAG_TRIGGERED_BY, ModelVersion
 from orchestrator.core.spec import ApprovalPolicy
@@ -23,6 +29,56 @@ class PromotionDecision:
         return "; ".join(self.reasons)
 
 
+@dataclass(frozen=True)
+class ApprovalState:
+    """What the audit log says about one version's approvals."""
+
+    approvers: tuple[str, ...]  # distinct people whose approval still counts, in order
+    lapsed: tuple[str, ...]  # approvals made before a gate of the version failed again
+    rejected_by: str | None
+    rejection_reason: str | None
+    required: int
+
+    @property
+    def approved(self) -> bool:
+        return self.rejected_by is None and len(self.approvers) >= self.required
+
+    @property
+    def label(self) -> str:
+        """The `approval_state` tag: approved, rejected, lapsed or pending (k of n)."""
+        if self.rejected_by is not None:
+            return "rejected"
+        if self.approved:
+            return "approved"
+        if self.lapsed and not self.approvers:
+            return "lapsed"
+        return f"pending ({len(self.approvers)} of {self.required})"
+
+
+def approval_state(
+    version: str, events: Sequence[AuditEvent], policy: ApprovalPolicy
+) -> ApprovalState:
+    """Approvals, lapses and rejection of `version` from the model's audit events (in order)."""
+    mine = [e for e in events if e.version == version]
+    failed = [
+        e.id or 0
+        for e in mine
+        if e.action is AuditAction.GATE_EVALUATED and e.evidence.get("verdict") == "block"
+    ]
+    last_failure = max(failed, default=0)
+    granted = [e for e in mine if e.action is AuditAction.APPROVAL_GRANTED]
+    valid = [e.actor for e in granted if (e.id or 0) > last_failure]
+    lapsed = [e.actor for e in granted if (e.id or 0) <= last_failure]
+    rejection = next((e for e in mine if e.action is AuditAction.APPROVAL_REJECTED), None)
+    return ApprovalState(
+        tuple(dict.fromkeys(valid)),
+        tuple(dict.fromkeys(lapsed)),
+        rejection.actor if rejection else None,
+        str(rejection.evidence.get("reason", "")) if rejection else None,
+        policy.required_approvals,
+    )
+
+
 def gate_problems(version: ModelVersion, required: Sequence[str] = REQUIRED_GATES) -> list[str]:
     """Every reason the version's gates do not allow it forward.
 
@@ -35,25 +91,30 @@ def gate_problems(version: ModelVersion, required: Sequence[str] = REQUIRED_GATE
     return problems
 
 
-def duty_problems(version: ModelVersion, approver: str, policy: ApprovalPolicy) -> list[str]:
+def duty_problems(version: ModelVersion, person: str, policy: ApprovalPolicy) -> list[str]:
+    """Why `person` may not approve (or reject) this version under the policy as it is now."""
     problems = []
-    if approver not in policy.approvers:
-        problems.append(f"{approver!r} is not an approver (approvers: {policy.approvers})")
+    if person not in policy.eligible:
+        problems.append(f"{person!r} is not an approver (approvers: {policy.approvers})")
     trigger = version.tags.get(TAG_TRIGGERED_BY, "unknown")
     if policy.separation_of_duties and trigger == "unknown":
         problems.append(
             "the version does not record who triggered it, so separation of duties "
             "cannot be checked (tag retraining runs with driftgate/triggered_by)"
         )
-    elif policy.separation_of_duties and trigger == approver:
-        problems.append(f"{approver!r} triggered this version and cannot also approve it")
+    elif policy.separation_of_duties and trigger == person:
+        problems.append(f"{person!r} triggered and trained this version and cannot approve it")
     return problems
 
 
-def approval_problems(version: ModelVersion, approver: str, policy: ApprovalPolicy) -> list[str]:
+def approval_problems(
+    version: ModelVersion, approver: str, policy: ApprovalPolicy, state: ApprovalState
+) -> list[str]:
     problems = duty_problems(version, approver, policy)
-    if version.approved_by:
-        problems.append(f"version {version.version} is already approved by {version.approved_by}")
+    if approver in state.approvers:
+        problems.append(f"{approver!r} has already approved version {version.version}")
+    if state.rejected_by is not None:
+        problems.append(f"version {version.version} was rejected by {state.rejected_by}")
     return problems + gate_problems(version)
 
 
@@ -61,29 +122,48 @@ def decide_promotion(
     version: ModelVersion,
     champion: ModelVersion | None,
     policy: ApprovalPolicy,
-    audited_approvers: Collection[str],
+    state: ApprovalState,
 ) -> PromotionDecision:
-    """Promote only a version whose gates all passed and that an allowed approver approved.
-
-    The approval tag alone is not evidence: anyone with MLflow access can set it. The approver
-    it names must also appear in the audit log's granted approvals for this version
-    (`audited_approvers`), and the policy is checked again as it stands now.
-    """
-    reasons = gate_problems(version)
-    approver = version.approved_by
-    if approver is None:
-        reasons.append("it has no approval")
-    else:
-        reasons += [f"its approval: {p}" for p in duty_problems(version, approver, policy)]
-        if approver not in audited_approvers:
-            reasons.append(f"the approval by {approver!r} has no matching audit record")
+    """Promote only a version whose gates all passed and whose audited approvals satisfy the
+    policy as it stands now; never onto an older version than the champion (that is a
+    rollback, a deliberate act)."""
+    reasons = gate_problems(version) + _approval_reasons(version, policy, state)
     if champion is not None and champion.version == version.version:
         reasons.append(f"version {version.version} is already the champion")
     elif champion is not None and int(version.version) < int(champion.version):
-        # Going back to an older version is a rollback, a deliberate act, never a side effect
-        # of an approval that was overtaken by a newer champion.
         reasons.append(f"version {version.version} is older than champion {champion.version}")
     replaces = champion.version if champion else None
     if reasons:
         return PromotionDecision(False, version.version, replaces, tuple(reasons))
-    return PromotionDecision(True, version.version, replaces, (f"approved by {approver}",))
+    approvers = ", ".join(state.approvers)
+    return PromotionDecision(True, version.version, replaces, (f"approved by {approvers}",))
+
+
+def _approval_reasons(
+    version: ModelVersion, policy: ApprovalPolicy, state: ApprovalState
+) -> list[str]:
+    reasons = []
+    if state.rejected_by is not None:
+        reasons.append(f"it was rejected by {state.rejected_by}: {state.rejection_reason}")
+    for person in state.approvers:
+        reasons += [
+            f"the approval by {person!r}: {p}" for p in duty_problems(version, person, policy)
+        ]
+    if len(state.approvers) < state.required:
+        reasons.append(_missing_approvals(state))
+    tagged = [p for p in (version.approved_by or "").split(",") if p]
+    forged = [p for p in tagged if p not in state.approvers]
+    if forged:
+        reasons.append(
+            f"its approval tag names {forged} without an audited approval (set by hand?)"
+        )
+    return reasons
+
+
+def _missing_approvals(state: ApprovalState) -> str:
+    if not state.approvers and not state.lapsed:
+        return "it has no approval"
+    text = f"it has {len(state.approvers)} of {state.required} required approvals"
+    if state.lapsed:
+        text += f" (lapsed after a failed gate: {', '.join(state.lapsed)})"
+    return text

@@ -311,10 +311,39 @@ class RetrainPolicy(_Strict):
 
 
 class ApprovalPolicy(_Strict):
-    """Who may approve a candidate, and whether its trainer may approve it too."""
+    """Who may approve a candidate, how many must, and whether its trainer may be one of them.
+
+    `approvers` lists names and groups (`group:<name>`, members under `groups`). A version is
+    approved once `required_approvals` distinct eligible people approved it and nobody
+    rejected it; an approval lapses when a gate of the version is evaluated again and fails.
+    """
 
     approvers: list[str]
+    groups: dict[str, list[str]] = {}
+    required_approvals: int = 1
     separation_of_duties: bool = True
+
+    _bounds = {"required_approvals": (1, 100)}
+
+    @model_validator(mode="after")
+    def _groups_known(self) -> "ApprovalPolicy":
+        unknown = [a for a in self.approvers if a.startswith("group:") and a[6:] not in self.groups]
+        if unknown:
+            raise ValueError(f"approvers: {unknown} name groups not defined under groups")
+        if self.approvers and self.required_approvals > len(self.eligible):
+            raise ValueError(
+                f"required_approvals ({self.required_approvals}) exceeds the "
+                f"{len(self.eligible)} eligible approvers {sorted(self.eligible)}"
+            )
+        return self
+
+    @property
+    def eligible(self) -> set[str]:
+        """Every person who may approve: named approvers and members of named groups."""
+        people = set()
+        for entry in self.approvers:
+            people |= set(self.groups[entry[6:]]) if entry.startswith("group:") else {entry}
+        return people
 
 
 class SourceSpec(_Strict):

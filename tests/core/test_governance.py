@@ -1,11 +1,15 @@
 """Approval and promotion decisions, with the in-memory registry and audit fakes."""
 
+from dataclasses import replace
+
 import pytest
 
-from orchestrator.core.audit import AuditAction, InMemoryAuditLog
+from orchestrator.core.audit import AuditAction, AuditEvent, InMemoryAuditLog, gate_event
 from orchestrator.core.errors import ApprovalRefused, PromotionRefused
+from orchestrator.core.gates import GateResult, GateVerdict
 from orchestrator.core.registry import CHAMPION, InMemoryModelRegistry
 from orchestrator.governance import Governance
+from tests.conftest import small_spec
 
 PASSING = {"gate.training_data_contract": "pass", "gate.evaluation": "pass"}
 
@@ -33,7 +37,16 @@ def test_approve_then_promote_moves_champion_and_records_replaced(governance):
     assert governance.registry.get_alias("toy", CHAMPION).version == second
     assert governance.registry.get_version("toy", second).tags["replaced_version"] == first
     actions = [e.action for e in governance.audit.events("toy")]
-    assert actions == [AuditAction.APPROVAL_GRANTED, AuditAction.PROMOTED] * 2
+    # Every move of the alias is announced first and completed after: crash-safe.
+    assert (
+        actions
+        == [
+            AuditAction.APPROVAL_GRANTED,
+            AuditAction.PROMOTION_STARTED,
+            AuditAction.PROMOTED,
+        ]
+        * 2
+    )
 
 
 def test_non_approver_is_refused_and_audited(governance):
@@ -46,7 +59,7 @@ def test_non_approver_is_refused_and_audited(governance):
 
 def test_trigger_cannot_approve_its_own_version(governance):
     version = register(governance, **PASSING, triggered_by="alice")
-    with pytest.raises(ApprovalRefused, match="triggered this version"):
+    with pytest.raises(ApprovalRefused, match="triggered and trained this version"):
         governance.approve(version, "alice", "")
 
 
@@ -107,7 +120,7 @@ def test_any_gate_value_other_than_pass_or_warn_refuses(governance, value):
 def test_hand_set_approval_tag_without_audit_record_never_promotes(governance):
     version = register(governance, **PASSING)
     governance.registry.set_tags("toy", version, {"approved_by": "alice"})
-    with pytest.raises(PromotionRefused, match="no matching audit record"):
+    with pytest.raises(PromotionRefused, match="without an audited approval"):
         governance.promote(version, "sensor", None)
     assert governance.registry.get_alias("toy", CHAMPION) is None
 
@@ -115,5 +128,91 @@ def test_hand_set_approval_tag_without_audit_record_never_promotes(governance):
 def test_separation_of_duties_is_checked_again_at_promotion(governance):
     version = register(governance, **PASSING, triggered_by="bob")
     governance.approve(version, "alice", "")
-    governance.registry.set_tags("toy", version, {"approved_by": "bob"})
-    assert "triggered this version" in governance.decide(version).explain()
+    governance.registry.set_tags("toy", version, {"triggered_by": "alice"})  # edited in MLflow
+    assert "triggered and trained this version" in governance.decide(version).explain()
+
+
+@pytest.fixture
+def quorum() -> Governance:
+    approval = {
+        "approvers": ["alice", "group:risk"],
+        "groups": {"risk": ["carol", "dave"]},
+        "required_approvals": 2,
+    }
+    return Governance(small_spec(approval=approval), InMemoryModelRegistry(), InMemoryAuditLog())
+
+
+def test_a_quorum_of_approvers_from_names_and_groups_is_needed(quorum):
+    version = register(quorum, **PASSING)
+    first = quorum.approve(version, "carol", "risk ok")
+    assert first.tags["approval_state"] == "pending (1 of 2)" and not first.approved_by
+    with pytest.raises(PromotionRefused, match="1 of 2 required approvals"):
+        quorum.promote(version, "sensor", None)
+    with pytest.raises(ApprovalRefused, match="'carol' has already approved"):
+        quorum.approve(version, "carol", "again")
+    second = quorum.approve(version, "alice", "metrics ok")
+    assert second.tags["approval_state"] == "approved" and second.approved_by == "carol,alice"
+    assert quorum.promote(version, "sensor", None).allowed
+
+
+def test_a_rejection_stops_the_version_and_shows_in_mlflow(quorum):
+    version = register(quorum, **PASSING)
+    quorum.approve(version, "alice", "fine")
+    rejected = quorum.reject(version, "dave", "unexplained lift in one region")
+    assert rejected.tags["approval_state"] == "rejected" and rejected.tags["rejected_by"] == "dave"
+    with pytest.raises(ApprovalRefused, match="was rejected by dave"):
+        quorum.approve(version, "carol", "")
+    with pytest.raises(PromotionRefused, match="rejected by dave: unexplained lift"):
+        quorum.promote(version, "sensor", None)
+    with pytest.raises(ApprovalRefused, match="'mallory' is not an approver"):
+        quorum.reject(version, "mallory", "no")
+    assert quorum.audit.events("toy")[-1].action is AuditAction.APPROVAL_REFUSED
+
+
+def test_an_approval_lapses_when_a_gate_fails_on_re_evaluation(governance):
+    version = register(governance, **PASSING)
+    governance.approve(version, "alice", "")
+    failed = GateResult("evaluation", GateVerdict.BLOCK, "worse than the champion today")
+    governance.audit.append(gate_event("toy", "check", failed, "run-9", version=version))
+    decision = governance.decide(version)
+    assert not decision.allowed and "lapsed after a failed gate: alice" in decision.explain()
+    assert governance.state(version).label == "lapsed"
+
+
+def test_rollback_restores_the_previous_champion_and_is_audited(governance):
+    first, second = (register(governance, **PASSING) for _ in range(2))
+    for version, approver in ((first, "alice"), (second, "bob")):
+        governance.approve(version, approver, "")
+        governance.promote(version, "sensor", None)
+    with pytest.raises(PromotionRefused, match="'mallory' is not an approver"):
+        governance.rollback("mallory", "bad")
+    assert governance.rollback("alice", "v2 misbehaves in production") == first
+    assert governance.registry.get_alias("toy", CHAMPION).version == first
+    last = governance.audit.events("toy")[-1]
+    assert last.action is AuditAction.ROLLED_BACK and last.evidence["replaced_version"] == second
+    with pytest.raises(PromotionRefused, match="never served as champion"):
+        governance.rollback("alice", "why not", to=register(governance, **PASSING))
+
+
+def test_an_interrupted_move_blocks_promotion_until_recovered(governance):
+    version = register(governance, **PASSING)
+    governance.approve(version, "alice", "")
+    intent = AuditEvent(
+        AuditAction.PROMOTION_STARTED,
+        "sensor",
+        "toy",
+        version,
+        evidence={"kind": "promoted", "replaced_version": None},
+    )
+    governance.audit.append(intent)  # the process died here, before moving the alias
+    assert "interrupted move of champion" in governance.decide(version).explain()
+    closed = governance.recover("ops")
+    assert [e.action for e in closed] == [AuditAction.PROMOTION_ABORTED]
+    assert governance.registry.get_alias("toy", CHAMPION) is None
+    governance.promote(version, "sensor", None)  # now it may go ahead
+
+    second = register(governance, **PASSING)
+    governance.approve(second, "bob", "")
+    governance.audit.append(replace(intent, version=second))
+    governance.registry.set_alias("toy", CHAMPION, second)  # moved, then died
+    assert [e.action for e in governance.recover("ops")] == [AuditAction.PROMOTED]

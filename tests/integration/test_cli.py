@@ -128,7 +128,7 @@ def test_bootstrap_trains_the_first_candidate_and_its_trigger_cannot_approve_it(
     assert len(version.training_partitions) == 14
 
     refused = run("approve", "churn", "1", "--by", "ml-lead", "--home", str(home.root))
-    assert refused.exit_code == 1 and "triggered this version" in refused.output
+    assert refused.exit_code == 1 and "triggered and trained this version" in refused.output
     assert (
         run("approve", "churn", "1", "--by", "demo-approver", "--home", str(home.root)).exit_code
         == 0
