@@ -42,9 +42,12 @@ def build_jobs(names: ModelNames, partitions_def: dg.PartitionsDefinition) -> di
         ),
         "promote": dg.define_asset_job(
             names.promote_job,
-            selection=dg.AssetSelection.assets(names.champion_model, names.reference_profile),
+            selection=dg.AssetSelection.assets(
+                names.champion_model, names.reference_profile, names.audit_trail
+            ),
             description="Move the champion alias to an approved version whose gates passed, "
-            "then profile the data it was trained on as the new drift reference.",
+            "profile the data it was trained on as the new drift reference, and verify the "
+            "audit trail.",
         ),
     }
 

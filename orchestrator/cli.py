@@ -59,15 +59,23 @@ def _open_home(home: Path | None) -> HomeLayout:
     return HomeLayout.resolve(str(home) if home else None).activate()
 
 
+def _audit(layout: HomeLayout):
+    """The audit log the Dagster resources use: PostgreSQL when $DRIFTGATE_AUDIT_URL is set
+    (the production profile), else SQLite under the home."""
+    from orchestrator.resources import AuditResource
+
+    url = os.environ.get("DRIFTGATE_AUDIT_URL") or None
+    return AuditResource(home=str(layout.root), url=url).log()
+
+
 def _governance(model: str, layout: HomeLayout):
     """The same registry and audit log the Dagster resources construct, over `layout`."""
     from orchestrator.governance import Governance
-    from orchestrator.resources import AuditResource, RegistryResource
+    from orchestrator.resources import RegistryResource
     from orchestrator.specs import load_spec
 
-    home = str(layout.root)
-    registry = RegistryResource(home=home).registry()
-    return Governance(load_spec(model), registry, AuditResource(home=home).log())
+    registry = RegistryResource(home=str(layout.root)).registry()
+    return Governance(load_spec(model), registry, _audit(layout))
 
 
 @app.command()
@@ -151,23 +159,70 @@ def bootstrap(
         )
 
 
+ByOption = Annotated[str | None, typer.Option("--by", help="Who acts (or $DRIFTGATE_USER).")]
+
+
+def _identity(by: str | None) -> str:
+    """Who acts: --by, else $DRIFTGATE_USER; never a silent default."""
+    person = by or os.environ.get("DRIFTGATE_USER")
+    if not person:
+        _fail(DriftgateError("say who acts: --by NAME or DRIFTGATE_USER"))
+    return person
+
+
 @app.command()
 def approve(
     model: str,
     version: str,
-    by: Annotated[str | None, typer.Option("--by", help="Approver (or $DRIFTGATE_USER).")] = None,
+    by: ByOption = None,
     reason: Annotated[str, typer.Option(help="Why this version may serve.")] = "",
     home: HomeOption = None,
 ) -> None:
-    """Approve a candidate version; the promotion sensor then makes it champion."""
-    approver = by or os.environ.get("DRIFTGATE_USER")
-    if not approver:
-        _fail(DriftgateError("say who approves: --by NAME or DRIFTGATE_USER"))
+    """Approve a candidate version; once the policy's quorum approved it, the promotion sensor
+    makes it champion."""
+    approver = _identity(by)
     try:
         approved = _governance(model, _open_home(home)).approve(version, approver, reason)
     except DriftgateError as e:
         _fail(e)
-    _console().print(f"{model} v{approved.version} approved by {approved.approved_by}")
+    state = approved.tags.get("approval_state", "")
+    _console().print(f"{model} v{approved.version} approved by {approver}: {state}")
+
+
+@app.command()
+def reject(
+    model: str,
+    version: str,
+    by: ByOption = None,
+    reason: Annotated[str, typer.Option(help="Why this version must not serve.")] = "",
+    home: HomeOption = None,
+) -> None:
+    """Reject a candidate version: it can no longer be approved or promoted."""
+    reviewer = _identity(by)
+    try:
+        _governance(model, _open_home(home)).reject(version, reviewer, reason)
+    except DriftgateError as e:
+        _fail(e)
+    _console().print(f"{model} v{version} rejected by {reviewer}")
+
+
+@app.command()
+def rollback(
+    model: str,
+    to: Annotated[
+        str | None, typer.Option(help="Version (default: the previous champion).")
+    ] = None,
+    by: ByOption = None,
+    reason: Annotated[str, typer.Option(help="Why the champion must go back.")] = "",
+    home: HomeOption = None,
+) -> None:
+    """Move `champion` back to an earlier champion, audited like a promotion."""
+    actor = _identity(by)
+    try:
+        target = _governance(model, _open_home(home)).rollback(actor, reason, to)
+    except DriftgateError as e:
+        _fail(e)
+    _console().print(f"{model}: champion rolled back to v{target} by {actor}")
 
 
 @app.command()
@@ -304,15 +359,13 @@ def audit_log(
     home: HomeOption = None,
 ) -> None:
     """Every audited decision in the order it was recorded."""
-    from orchestrator.adapters.audit_store import SqliteAuditLog
-
     layout = HomeLayout.resolve(str(home) if home else None)
-    if not layout.audit_db.exists():
+    if not layout.audit_db.exists() and not os.environ.get("DRIFTGATE_AUDIT_URL"):
         _fail(DriftgateError(f"no audit log at {layout.audit_db}"))
     table = Table(
         "id", "at (UTC)", "action", "actor", "model", "version", "run", "evidence", box=None
     )
-    for event in SqliteAuditLog(layout.audit_db).events(model=model):
+    for event in _audit(layout).events(model=model):
         table.add_row(
             str(event.id),
             event.at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -324,6 +377,112 @@ def audit_log(
             _evidence_summary(event.evidence),
         )
     _console().print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(home: HomeOption = None) -> None:
+    """Check the whole trail: every hash, every link, and no move of champion left half done."""
+    from orchestrator.audit_views import current_champions, verify_findings
+    from orchestrator.resources import RegistryResource
+
+    layout = _open_home(home)
+    events = _audit(layout).events()
+    models = sorted({e.model for e in events})
+    registry = RegistryResource(home=str(layout.root)).registry()
+    findings = verify_findings(events, current_champions(registry, models))
+    for finding in findings:
+        _console().print(f"[bold red]{finding.kind}:[/] {finding.detail}\n  -> {finding.remedy}")
+    if findings:
+        raise typer.Exit(code=1)
+    head = events[-1].hash[:16] if events else "empty"
+    _console().print(f"audit trail intact: {len(events)} events, head {head}")
+
+
+@audit_app.command("live")
+def audit_live(
+    model: str,
+    at: Annotated[str, typer.Option(help="Instant, ISO 8601 (UTC if no zone): 2026-11-20T10:00Z")],
+    home: HomeOption = None,
+) -> None:
+    """Which version was champion at an instant, since when, approved by whom and why, trained
+    on what, after which gates."""
+    import datetime as dt
+
+    from orchestrator.audit_views import live_champion
+    from orchestrator.resources import RegistryResource
+
+    try:
+        instant = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(DriftgateError(f"--at {at!r} is not an ISO 8601 instant"))
+    instant = instant if instant.tzinfo else instant.replace(tzinfo=dt.UTC)
+    layout = _open_home(home)
+    registry = RegistryResource(home=str(layout.root)).registry()
+    live = live_champion(model, registry, _audit(layout).events(model), instant)
+    if live is None:
+        _fail(DriftgateError(f"{model} had no champion at {instant.isoformat()}"))
+    _print_live(model, live)
+
+
+def _print_live(model: str, live) -> None:
+    console, tenure = _console(), live.tenure
+    console.print(
+        f"{model} champion: v{tenure.version} since {tenure.since:%Y-%m-%d %H:%M:%S}Z "
+        f"({tenure.move.action.value} by {tenure.move.actor}; replaced "
+        f"v{tenure.previous or 'none'})"
+    )
+    for approval in live.approvals:
+        reason = approval.evidence.get("reason") or "(no reason given)"
+        console.print(
+            f"  approved by {approval.actor} at {approval.at:%Y-%m-%d %H:%M:%S}Z: {reason}"
+        )
+    console.print(f"  trained on {live.training}")
+    console.print(f"  gates: {live.version.gates}")
+    for gate in live.gate_events:
+        console.print(
+            f"    {gate.evidence.get('gate')}: {gate.evidence.get('verdict')} - "
+            f"{gate.evidence.get('reason')} (run {(gate.dagster_run_id or '')[:8]})"
+        )
+
+
+@audit_app.command("recover")
+def audit_recover(model: str, by: ByOption = None, home: HomeOption = None) -> None:
+    """Close moves of champion a crash left half done, by what MLflow shows."""
+    actor = _identity(by)
+    closed = _governance(model, _open_home(home)).recover(actor)
+    for event in closed:
+        _console().print(f"{model}: recorded v{event.version} as {event.action.value}")
+    if not closed:
+        _console().print(f"{model}: nothing to recover")
+
+
+@audit_app.command("export")
+def audit_export(
+    model: str,
+    out: Annotated[Path, typer.Option(help="Folder to create for the evidence bundle.")],
+    home: HomeOption = None,
+) -> None:
+    """An evidence bundle: model cards, lineage, approvals, the log, and a hashed manifest."""
+    import dagster as dg
+
+    from orchestrator.definitions import defs as load_defs
+    from orchestrator.evidence_bundle import asset_lineage, export_evidence
+
+    layout = _open_home(home)
+    governance = _governance(model, layout)
+    with dg.DagsterInstance.get() as instance:
+        try:
+            manifest = export_evidence(
+                governance.spec,
+                governance.registry,
+                governance.audit,
+                instance,
+                asset_lineage(load_defs(), model),
+                out,
+            )
+        except DriftgateError as e:
+            _fail(e)
+    _console().print(f"{model}: evidence bundle in {out} (manifest {manifest.name})")
 
 
 def _evidence_summary(evidence: dict) -> str:

@@ -25,6 +25,14 @@ class ModelNames:
         return self.key("reference_profile")
 
     @property
+    def audit_trail(self) -> dg.AssetKey:
+        return self.key("audit_trail")
+
+    @property
+    def audit_check(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(self.audit_trail, "audit_trail_is_intact")
+
+    @property
     def training_dataset(self) -> dg.AssetKey:
         return self.key("training_dataset")
 

@@ -39,11 +39,20 @@ class RegistryResource(dg.ConfigurableResource):
 
 
 class AuditResource(dg.ConfigurableResource):
-    """The append-only audit log; SQLite under DRIFTGATE_HOME by default."""
+    """The append-only audit log every decision is recorded in.
+
+    url: postgresql://... for the production profile, e.g. `dg.EnvVar("DRIFTGATE_AUDIT_URL")`;
+    default: SQLite under DRIFTGATE_HOME.
+    """
 
     home: str | None = None
+    url: str | None = None
 
     def log(self) -> AuditLog:
+        if self.url:
+            from orchestrator.adapters.audit_store import PostgresAuditLog
+
+            return PostgresAuditLog(self.url)
         return SqliteAuditLog(HomeLayout.resolve(self.home).audit_db)
 
 

@@ -1,18 +1,25 @@
-"""Append-only audit log in SQLite (the embedded default).
+"""Append-only audit logs: SQLite (the embedded default) and Postgres (the production profile).
 
-Triggers refuse UPDATE and DELETE, so the store stays append-only even against a careless hand;
-each row carries the hash of its predecessor (see core.audit.seal).
+Triggers refuse UPDATE and DELETE (and TRUNCATE in Postgres), so the store stays append-only
+even against a careless hand; each row carries the hash of its predecessor (see core.audit.seal),
+so a hand that disables the triggers is caught by core.audit.verify_chain.
 """
 
 import datetime as dt
 import json
+import re
 import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog, seal
+from orchestrator.core.errors import ConfigError, DriftgateError
+
+if TYPE_CHECKING:  # psycopg loads only for the production profile (about 0.1 s to import)
+    from psycopg import Connection, sql
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_events (
@@ -33,7 +40,8 @@ CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_event
 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
 """
 
-_COLUMNS = "id, at, action, actor, model, version, dagster_run_id, evidence, prev_hash, hash"
+_STORED = "at, action, actor, model, version, dagster_run_id, evidence, prev_hash, hash"
+_COLUMNS = f"id, {_STORED}"
 
 
 class SqliteAuditLog(AuditLog):
@@ -56,19 +64,8 @@ class SqliteAuditLog(AuditLog):
                 last = row.fetchone()
                 sealed = seal(event, last[0] if last else None)
                 cursor = conn.execute(
-                    "INSERT INTO audit_events (at, action, actor, model, version, dagster_run_id,"
-                    " evidence, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        sealed.at.astimezone(dt.UTC).isoformat(),
-                        sealed.action.value,
-                        sealed.actor,
-                        sealed.model,
-                        sealed.version,
-                        sealed.dagster_run_id,
-                        json.dumps(sealed.evidence, sort_keys=True, default=str),
-                        sealed.prev_hash,
-                        sealed.hash,
-                    ),
+                    f"INSERT INTO audit_events ({_STORED}) VALUES ({', '.join('?' * 9)})",
+                    _to_row(sealed),
                 )
                 conn.execute("COMMIT")
             except BaseException:
@@ -79,20 +76,137 @@ class SqliteAuditLog(AuditLog):
     def events(
         self, model: str | None = None, actions: Sequence[AuditAction] | None = None
     ) -> list[AuditEvent]:
-        query, params = f"SELECT {_COLUMNS} FROM audit_events WHERE 1=1", []
-        if model is not None:
-            query += " AND model = ?"
-            params.append(model)
-        if actions:
-            query += f" AND action IN ({','.join('?' * len(actions))})"
-            params += [a.value for a in actions]
+        where, params = _filters(model, actions, "?")
         with closing(self._connect()) as conn:
-            rows = conn.execute(query + " ORDER BY id", params).fetchall()
+            query = f"SELECT {_COLUMNS} FROM audit_events WHERE {where} ORDER BY id"
+            rows = conn.execute(query, params).fetchall()
         return [_from_row(row) for row in rows]
+
+
+# The function raises whatever fires it; the row trigger covers UPDATE and DELETE, the statement
+# trigger TRUNCATE (which fires no row triggers).
+_PG_SCHEMA = """
+CREATE TABLE {table} (
+    id BIGSERIAL PRIMARY KEY,
+    at TIMESTAMPTZ NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT,
+    dagster_run_id TEXT,
+    evidence TEXT NOT NULL,
+    prev_hash TEXT,
+    hash TEXT NOT NULL
+);
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP; END $$;
+CREATE TRIGGER {no_change} BEFORE UPDATE OR DELETE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {function}();
+CREATE TRIGGER {no_truncate} BEFORE TRUNCATE ON {table}
+    FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+"""
+_PG_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+
+
+class PostgresAuditLog(AuditLog):
+    """The production profile's audit log: one Postgres table shared by every process."""
+
+    def __init__(self, url: str, table: str = "audit_events"):
+        if not _PG_TABLE_NAME.fullmatch(table):
+            raise ConfigError(f"audit table {table!r}: use 1 to 40 of a-z, 0-9 and _")
+        self.url, self.table = url, table
+        self._create_schema()
+
+    def _connect(self) -> "Connection":
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.url)
+        except psycopg.ProgrammingError as e:
+            raise ConfigError("audit url: not a postgresql:// URL or connection string") from e
+        except psycopg.OperationalError as e:  # its message names host and port, no password
+            raise DriftgateError(f"audit store unreachable: {e}") from e
+        # Each statement must see what was committed before it got the lock, whatever the
+        # server's default: under REPEATABLE READ the last hash would be read stale (a fork).
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+        return conn
+
+    def _sql(self, template: str) -> "sql.Composed":
+        from psycopg import sql
+
+        return sql.SQL(template).format(
+            table=sql.Identifier(self.table),
+            function=sql.Identifier(f"{self.table}_append_only"),
+            no_change=sql.Identifier(f"{self.table}_no_update_or_delete"),
+            no_truncate=sql.Identifier(f"{self.table}_no_truncate"),
+        )
+
+    def _create_schema(self) -> None:
+        """Create the table and its triggers once; an existing table needs no DDL rights."""
+        with self._connect() as conn:
+            # Processes starting together must not race on the DDL: serialize on the name.
+            key = "SELECT pg_advisory_xact_lock(hashtext('driftgate.audit.' || %s))"
+            conn.execute(key, [self.table])
+            exists = conn.execute("SELECT to_regclass(%s)", [self.table]).fetchone()[0]
+            if exists is None:
+                conn.execute(self._sql(_PG_SCHEMA))
+
+    def append(self, event: AuditEvent) -> AuditEvent:
+        with self._connect() as conn:  # one transaction: commits on exit, rolls back on error
+            # The lock is held to commit and taken before reading the last hash: no forked chain.
+            # An advisory lock needs no privilege beyond SELECT and INSERT (LOCK TABLE would).
+            conn.execute("SELECT pg_advisory_xact_lock(%s::regclass::oid::bigint)", [self.table])
+            last = conn.execute(self._sql("SELECT hash FROM {table} ORDER BY id DESC LIMIT 1"))
+            row = last.fetchone()
+            sealed = seal(event, row[0] if row else None)
+            values = ", ".join(["%s"] * 9)
+            insert = self._sql(f"INSERT INTO {{table}} ({_STORED}) VALUES ({values}) RETURNING id")
+            event_id = conn.execute(insert, _to_row(sealed)).fetchone()[0]
+        return replace(sealed, id=event_id)
+
+    def events(
+        self, model: str | None = None, actions: Sequence[AuditAction] | None = None
+    ) -> list[AuditEvent]:
+        where, params = _filters(model, actions, "%s")
+        query = self._sql(f"SELECT {_COLUMNS} FROM {{table}} WHERE {where} ORDER BY id")
+        with self._connect() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [_from_row(row) for row in rows]
+
+
+def _filters(
+    model: str | None, actions: Sequence[AuditAction] | None, mark: str
+) -> tuple[str, list[str]]:
+    """The WHERE clause of events(), with `mark` as the driver's placeholder."""
+    clauses, params = ["1=1"], []
+    if model is not None:
+        clauses.append(f"model = {mark}")
+        params.append(model)
+    if actions:
+        clauses.append(f"action IN ({', '.join([mark] * len(actions))})")
+        params += [a.value for a in actions]
+    return " AND ".join(clauses), params
+
+
+def _to_row(event: AuditEvent) -> tuple:
+    """Stored values in _STORED order. Evidence is stored as the exact JSON text the hash
+    covers, and `at` as ISO 8601 UTC, so a row read back reseals to the same hash."""
+    return (
+        event.at.astimezone(dt.UTC).isoformat(),
+        event.action.value,
+        event.actor,
+        event.model,
+        event.version,
+        event.dagster_run_id,
+        json.dumps(event.evidence, sort_keys=True, default=str),
+        event.prev_hash,
+        event.hash,
+    )
 
 
 def _from_row(row: tuple) -> AuditEvent:
     id_, at, action, actor, model, version, run_id, evidence, prev_hash, hash_ = row
+    at = at if isinstance(at, dt.datetime) else dt.datetime.fromisoformat(at)  # Postgres | SQLite
     return AuditEvent(
         action=AuditAction(action),
         actor=actor,
@@ -100,7 +214,7 @@ def _from_row(row: tuple) -> AuditEvent:
         version=version,
         dagster_run_id=run_id,
         evidence=json.loads(evidence),
-        at=dt.datetime.fromisoformat(at),
+        at=at.astimezone(dt.UTC),
         id=id_,
         prev_hash=prev_hash,
         hash=hash_,

@@ -14,6 +14,7 @@ import warnings
 
 import dagster as dg
 
+from assets.audit import build_audit_trail
 from assets.features import build_feature_table
 from assets.profiles import build_feature_profile, build_reference_profile
 from assets.training import build_training_assets
@@ -54,6 +55,7 @@ def _build(spec: MonitoredModelSpec) -> dg.Definitions:
             training_dataset,
             candidate_model,
             champion_model,
+            build_audit_trail(spec, names),
         ],
         asset_checks=[
             build_freshness_check(spec, names),

@@ -42,6 +42,7 @@ def test_demo_model_objects_are_defined():
         "feature_profile_within_drift_thresholds",
         "training_dataset_matches_contract",
         "candidate_model_not_worse_than_champion",
+        "audit_trail_is_intact",
     }
     assert loaded.resolve_job_def("monitor_churn_features").partitions_def is not None
 

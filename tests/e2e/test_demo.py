@@ -77,6 +77,7 @@ def test_audit_events_are_in_the_order_the_loop_runs(demo):
         AuditAction.MODEL_REGISTERED,
         AuditAction.GATE_EVALUATED,
         AuditAction.APPROVAL_GRANTED,
+        AuditAction.PROMOTION_STARTED,
         AuditAction.PROMOTED,
     ]
     order = [e.action for e in events]
@@ -94,3 +95,24 @@ def test_audit_events_are_in_the_order_the_loop_runs(demo):
     assert all(e.at.tzinfo is not None and e.actor for e in events)
     requested = events[first(AuditAction.RETRAIN_REQUESTED)]
     assert requested.evidence["onset"] == date(DRIFT_DAY)
+
+
+def test_audit_live_names_the_champion_at_three_instants_of_the_demo(demo):
+    import datetime as dt
+
+    from orchestrator.audit_views import live_champion
+
+    home = demo[0]
+    events = SqliteAuditLog(home.audit_db).events("churn")
+    registry = MlflowModelRegistry(home.mlflow_tracking_uri, home.mlflow_artifacts)
+    moves = [e for e in events if e.action is AuditAction.PROMOTED]
+    assert [m.version for m in moves] == ["1", "2"]
+    second = dt.timedelta(microseconds=1)
+    before = live_champion("churn", registry, events, moves[0].at - second)
+    during = live_champion("churn", registry, events, moves[1].at - second)
+    after = live_champion("churn", registry, events, moves[1].at + second)
+    assert before is None
+    assert during.tenure.version == "1" and after.tenure.version == "2"
+    assert [a.actor for a in after.approvals] == ["demo-approver"]
+    assert after.tenure.previous == "1" and after.version.training_partitions
+    assert after.version.gates == {"training_data_contract": "pass", "evaluation": "pass"}

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.adapters.home import HomeLayout
 from orchestrator.adapters.mlflow_registry import MlflowModelRegistry
 
 
@@ -24,3 +25,13 @@ def mlflow_registry(mlflow_template, tmp_path) -> MlflowModelRegistry:
     database.parent.mkdir(parents=True)
     shutil.copy(mlflow_template, database)
     return MlflowModelRegistry(f"sqlite:///{database}", tmp_path / "mlflow" / "artifacts")
+
+
+@pytest.fixture
+def home(mlflow_template, tmp_path, monkeypatch) -> HomeLayout:
+    """A fresh DRIFTGATE_HOME with a migrated MLflow database, activated for the test."""
+    layout = HomeLayout.resolve(str(tmp_path / "home")).ensure()
+    shutil.copy(mlflow_template, layout.mlflow_db)
+    for name, value in layout.environment().items():
+        monkeypatch.setenv(name, value)  # restored after the test; the CLI sets them too
+    return layout

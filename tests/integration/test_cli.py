@@ -1,7 +1,5 @@
 """The `driftgate` commands against a real MLflow registry and Dagster instance in a temp home."""
 
-import shutil
-
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -19,15 +17,6 @@ from orchestrator.specs import load_spec
 
 pytestmark = pytest.mark.integration
 PASSING = {"gate.training_data_contract": "pass", "gate.evaluation": "pass"}
-
-
-@pytest.fixture
-def home(mlflow_template, tmp_path, monkeypatch) -> HomeLayout:
-    layout = HomeLayout.resolve(str(tmp_path / "home")).ensure()
-    shutil.copy(mlflow_template, layout.mlflow_db)
-    for name, value in layout.environment().items():
-        monkeypatch.setenv(name, value)  # restored after the test; the CLI sets them too
-    return layout
 
 
 def register(layout: HomeLayout, **tags) -> str:
