@@ -22,23 +22,40 @@ class Finding:
 
 
 def verify_findings(
-    events: Sequence[AuditEvent], champions: dict[str, ModelVersion | None]
+    events: Sequence[AuditEvent],
+    champions: dict[str, ModelVersion | None],
+    versions: Sequence[ModelVersion] = (),
 ) -> list[Finding]:
-    """Tampering anywhere in the whole log, and moves of `champion` left half done.
+    """Tampering anywhere in the whole log, moves of `champion` left half done, and approval
+    tags in MLflow that no audited approval backs.
 
     `champions` maps each model to where its alias points now (from MLflow), which tells
     whether an interrupted move got as far as moving the alias.
     """
-    findings = [
-        Finding(
-            p.kind, p.detail, "restore the audit store from a backup; treat later events as suspect"
-        )
-        for p in verify_chain(events)
-    ]
+    remedy = "restore the audit store from a backup; treat later events as suspect"
+    findings = [Finding(p.kind, p.detail, remedy) for p in verify_chain(events)]
     for model, champion in champions.items():
         for intent in open_intents([e for e in events if e.model == model]):
             findings.append(_interrupted(model, intent, champion))
-    return findings
+    return findings + [f for v in versions if (f := _forged_approval(v, events))]
+
+
+def _forged_approval(version: ModelVersion, events: Sequence[AuditEvent]) -> Finding | None:
+    audited = {
+        e.actor
+        for e in events
+        if e.model == version.name
+        and e.version == version.version
+        and e.action is AuditAction.APPROVAL_GRANTED
+    }
+    forged = [p for p in (version.approved_by or "").split(",") if p and p not in audited]
+    if not forged:
+        return None
+    detail = (
+        f"{version.name} v{version.version}: MLflow tag approved_by names {forged}, "
+        "who never approved it through driftgate"
+    )
+    return Finding("forged_approval", detail, "the version cannot promote; remove the tag")
 
 
 def _interrupted(model: str, intent: AuditEvent, champion: ModelVersion | None) -> Finding:

@@ -384,12 +384,14 @@ def audit_verify(home: HomeOption = None) -> None:
     """Check the whole trail: every hash, every link, and no move of champion left half done."""
     from orchestrator.audit_views import current_champions, verify_findings
     from orchestrator.resources import RegistryResource
+    from orchestrator.specs import load_specs
 
     layout = _open_home(home)
     events = _audit(layout).events()
-    models = sorted({e.model for e in events})
+    models = sorted({e.model for e in events} | set(load_specs()))
     registry = RegistryResource(home=str(layout.root)).registry()
-    findings = verify_findings(events, current_champions(registry, models))
+    versions = [v for model in models for v in registry.list_versions(model)]
+    findings = verify_findings(events, current_champions(registry, models), versions)
     for finding in findings:
         _console().print(f"[bold red]{finding.kind}:[/] {finding.detail}\n  -> {finding.remedy}")
     if findings:

@@ -116,3 +116,11 @@ def test_audit_live_names_the_champion_at_three_instants_of_the_demo(demo):
     assert [a.actor for a in after.approvals] == ["demo-approver"]
     assert after.tenure.previous == "1" and after.version.training_partitions
     assert after.version.gates == {"training_data_contract": "pass", "evaluation": "pass"}
+
+
+def test_the_promotion_job_verifies_the_audit_trail_asset(demo):
+    _, _, instance = demo
+    names = ModelNames("churn")
+    checks = check_history(instance, names.audit_check)
+    assert len(checks) == 2 and all(c.passed for c in checks)  # after v1 and after v2
+    assert instance.get_latest_materialization_event(names.audit_trail) is not None

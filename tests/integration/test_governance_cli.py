@@ -105,3 +105,35 @@ def test_editing_one_stored_event_makes_verify_fail_and_name_it(home):
     verify = run("audit", "verify", "--home", root)
     assert verify.exit_code == 1
     assert "edited" in verify.output and str(target.id) in verify.output
+
+
+def test_audit_live_and_export_answer_for_the_champion(home, tmp_path):
+    freeze_reference_rows(home)
+    root = str(home.root)
+    version = register(home, **PASSING, training_partitions="2026-01-01,2026-01-02")
+    before = "2000-01-01T00:00Z"
+    approve_and_promote(home, version, "ml-lead")
+    live = run("audit", "live", "churn", "--at", "2999-01-01T00:00Z", "--home", root)
+    assert live.exit_code == 0, live.output
+    assert f"champion: v{version}" in live.output and "approved by ml-lead" in live.output
+    assert "2026-01-01..2026-01-02 (2 days)" in live.output
+    none = run("audit", "live", "churn", "--at", before, "--home", root)
+    assert none.exit_code == 1 and "had no champion" in none.output
+
+    out = tmp_path / "bundle"
+    exported = run("audit", "export", "churn", "--out", str(out), "--home", root)
+    assert exported.exit_code == 0, exported.output
+    assert (out / "manifest.json").exists() and (out / "versions" / f"v{version}.html").exists()
+    again = run("audit", "export", "churn", "--out", str(out), "--home", root)
+    assert again.exit_code == 1 and str(out) in again.output
+
+
+def test_a_hand_set_approval_tag_is_reported_by_verify_and_never_promotes(home):
+    root = str(home.root)
+    version = register(home, **PASSING)
+    registry(home).set_tags("churn", version, {"approved_by": "ml-lead"})  # in the MLflow UI
+    verify = run("audit", "verify", "--home", root)
+    assert verify.exit_code == 1 and "forged_approval" in verify.output
+    promoted = run("promote", "churn", version, "--by", "ops", "--home", root)
+    assert promoted.exit_code == 1 and "without an audited approval" in promoted.output
+    assert registry(home).get_alias("churn", CHAMPION) is None
