@@ -40,8 +40,11 @@ class TrainingWindowConfig(dg.Config):
 
 
 class PromotionConfig(dg.Config):
+    """Promote `version`; or, with `rollback_reason`, roll champion back to it (safe mode)."""
+
     version: str
     actor: str = "sensor"
+    rollback_reason: str | None = None
 
 
 def training_partitions(
@@ -170,14 +173,21 @@ def build_training_assets(spec: MonitoredModelSpec, names: ModelNames) -> list[d
         audit: AuditResource,
     ) -> dg.MaterializeResult:
         governance = Governance(spec, model_registry.registry(), audit.log())
-        decision = governance.promote(config.version, config.actor, context.run.run_id)
+        run_id = context.run.run_id
+        if config.rollback_reason:
+            version = governance.rollback(
+                config.actor, config.rollback_reason, config.version, run_id, automatic=True
+            )
+            return dg.MaterializeResult(
+                metadata={"version": version, "rolled_back": config.rollback_reason}
+            )
+        decision = governance.promote(config.version, config.actor, run_id)
+        approved_by = governance.registry.get_version(spec.name, decision.version).approved_by
         return dg.MaterializeResult(
             metadata={
                 "version": decision.version,
                 "replaced_version": decision.replaces or "none",
-                "approved_by": governance.registry.get_version(
-                    spec.name, decision.version
-                ).approved_by,
+                "approved_by": approved_by,
             }
         )
 

@@ -4,7 +4,8 @@ import dagster as dg
 
 from assets.training import PromotionConfig, TrainingWindowConfig
 from orchestrator.adapters.partition_store import PartitionStore
-from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog
+from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog, utc_now
+from orchestrator.core.history import champion_at
 from orchestrator.core.retraining import RetrainAction, RetrainDecision, should_retrain
 from orchestrator.core.spec import MonitoredModelSpec
 from orchestrator.evidence import (
@@ -12,6 +13,7 @@ from orchestrator.evidence import (
     ONSET_TAG,
     TRIGGER_TAG,
     TRIGGERED_BY_TAG,
+    check_history,
     drift_outcomes,
     retrain_triggers,
 )
@@ -167,3 +169,50 @@ def build_promote_sensor(
         )
 
     return promote_on_approval
+
+
+def safe_mode_rollback(
+    spec: MonitoredModelSpec, instance: dg.DagsterInstance, audit: AuditLog
+) -> tuple[str | None, str]:
+    """(version to roll back to, why) when the watched check failed at error level in a run
+    that started after the current champion took over; (None, why not) otherwise."""
+    policy = spec.safe_mode
+    key = dg.AssetCheckKey(dg.AssetKey(policy.asset_path), policy.check_name)
+    tenure = champion_at(audit.events(spec.name), utc_now())
+    if tenure is None or tenure.previous is None:
+        return None, "no earlier champion to fall back to"
+    latest = max(check_history(instance, key), key=lambda e: e.storage_id, default=None)
+    if latest is None or not latest.blocks:
+        return None, f"{policy.check} is not failing at error level"
+    started = instance.get_run_record_by_id(latest.run_id).create_timestamp
+    if started <= tenure.since:
+        return None, f"{policy.check} failed before v{tenure.version} became champion"
+    reason = f"safe mode: {policy.check} failed at error level: {latest.reason_text}"
+    return tenure.previous, reason
+
+
+def build_safe_mode_sensor(
+    spec: MonitoredModelSpec, names: ModelNames, job, champion_op: str
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=names.rollback_sensor,
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Safe mode: roll {spec.name}'s champion back to the version it replaced "
+        f"when {spec.safe_mode.check} fails at error level.",
+    )
+    def rollback_on_failed_check(context: dg.SensorEvaluationContext, audit: AuditResource):
+        target, reason = safe_mode_rollback(spec, context.instance, audit.log())
+        if target is None:
+            return dg.SkipReason(reason)
+        current = champion_at(audit.log().events(spec.name), utc_now()).version
+        actor = f"sensor:{names.rollback_sensor}"
+        config = PromotionConfig(version=target, actor=actor, rollback_reason=reason)
+        return dg.RunRequest(
+            run_key=f"safe-mode-{spec.name}-v{current}",  # one automatic rollback per champion
+            run_config=dg.RunConfig(ops={champion_op: config}),
+            tags={"driftgate/version": target, "driftgate/rollback_of": current},
+        )
+
+    return rollback_on_failed_check

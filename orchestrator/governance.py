@@ -121,11 +121,17 @@ class Governance:
         return decision
 
     def rollback(
-        self, actor: str, reason: str, to: str | None = None, dagster_run_id: str | None = None
+        self,
+        actor: str,
+        reason: str,
+        to: str | None = None,
+        dagster_run_id: str | None = None,
+        automatic: bool = False,
     ) -> str:
         """Move `champion` back to an earlier champion (by default the one it replaced).
-        Only an approver may, only to a version that served as champion before."""
-        problems, target = self._rollback_problems(actor, reason, to)
+        Only an approver may, or safe mode (`automatic`) when the policy enables it; only to a
+        version that served as champion before."""
+        problems, target = self._rollback_problems(actor, reason, to, automatic)
         if problems:
             evidence = {"problems": problems, "to": target}
             self._record(AuditAction.PROMOTION_REFUSED, actor, target, evidence, dagster_run_id)
@@ -136,13 +142,18 @@ class Governance:
         return target
 
     def _rollback_problems(
-        self, actor: str, reason: str, to: str | None
+        self, actor: str, reason: str, to: str | None, automatic: bool
     ) -> tuple[list[str], str | None]:
         events = self.audit.events(self.spec.name)
         current = champion_at(events, utc_now())
         target = to or (current.previous if current else None)
         served = {t.version for t in tenures(events)}
-        problems = [] if actor in self.spec.approval.eligible else [f"{actor!r} is not an approver"]
+        if automatic:
+            allowed = self.spec.safe_mode.enabled
+            problems = [] if allowed else ["safe mode is not enabled for this model"]
+        else:
+            eligible = actor in self.spec.approval.eligible
+            problems = [] if eligible else [f"{actor!r} is not an approver"]
         if not reason.strip():
             problems.append("a rollback needs a reason")
         if current is None or target is None:

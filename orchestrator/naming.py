@@ -83,3 +83,7 @@ class ModelNames:
     @property
     def promote_sensor(self) -> str:
         return f"promote_{self.model}_on_approval"
+
+    @property
+    def rollback_sensor(self) -> str:
+        return f"rollback_{self.model}_on_failed_check"

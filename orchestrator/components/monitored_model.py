@@ -22,7 +22,12 @@ from checks.contract import build_feature_contract_check, build_training_contrac
 from checks.drift import build_drift_check
 from checks.evaluation import build_evaluation_check
 from checks.freshness import build_freshness_check
-from orchestrator.automation import build_jobs, build_promote_sensor, build_retrain_sensor
+from orchestrator.automation import (
+    build_jobs,
+    build_promote_sensor,
+    build_retrain_sensor,
+    build_safe_mode_sensor,
+)
 from orchestrator.core.spec import MonitoredModelSpec
 from orchestrator.naming import ModelNames
 
@@ -69,5 +74,10 @@ def _build(spec: MonitoredModelSpec) -> dg.Definitions:
         sensors=[
             build_retrain_sensor(spec, names, jobs["retrain"], training_dataset.op.name),
             build_promote_sensor(spec, names, jobs["promote"], champion_model.op.name),
+            *(
+                [build_safe_mode_sensor(spec, names, jobs["promote"], champion_model.op.name)]
+                if spec.safe_mode.enabled
+                else []
+            ),
         ],
     )

@@ -346,6 +346,34 @@ class ApprovalPolicy(_Strict):
         return people
 
 
+class SafeModePolicy(_Strict):
+    """Automatic rollback: when the champion's performance check fails at error level after
+    it was promoted, champion goes back to the version it replaced (audited, run by Dagster).
+    """
+
+    enabled: bool = False
+    check: str | None = Field(
+        default=None,
+        description='the champion\'s performance check as "<asset/key>:<check name>"',
+    )
+
+    @model_validator(mode="after")
+    def _check_named(self) -> "SafeModePolicy":
+        if self.enabled and not self.check:
+            raise ValueError("check: safe mode needs the performance check to watch")
+        if self.check is not None and (":" not in self.check or self.check.startswith(":")):
+            raise ValueError(f"check: {self.check!r} is not '<asset/key>:<check name>'")
+        return self
+
+    @property
+    def asset_path(self) -> list[str]:
+        return self.check.split(":", 1)[0].split("/")
+
+    @property
+    def check_name(self) -> str:
+        return self.check.split(":", 1)[1]
+
+
 class SourceSpec(_Strict):
     """Where the daily partitions of the feature table land, and the label files."""
 
@@ -376,6 +404,7 @@ class MonitoredModelSpec(_Strict):
     freshness: FreshnessPolicy = Field(default_factory=FreshnessPolicy)
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
     approval: ApprovalPolicy
+    safe_mode: SafeModePolicy = Field(default_factory=SafeModePolicy)
 
     @field_validator("name")
     @classmethod
