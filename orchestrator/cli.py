@@ -7,6 +7,7 @@ Heavy libraries (dagster, mlflow, great_expectations) are imported inside comman
 import functools
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -472,6 +473,9 @@ def audit_export(
 
     layout = _open_home(home)
     governance = _governance(model, layout)
+    with warnings.catch_warnings():  # Dagster's beta notices are noise in an auditor's terminal
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        lineage = asset_lineage(load_defs(), model)
     with dg.DagsterInstance.get() as instance:
         try:
             manifest = export_evidence(
@@ -479,7 +483,7 @@ def audit_export(
                 governance.registry,
                 governance.audit,
                 instance,
-                asset_lineage(load_defs(), model),
+                lineage,
                 out,
             )
         except DriftgateError as e:
