@@ -15,7 +15,7 @@ def build_audit_trail(spec: MonitoredModelSpec, names: ModelNames) -> dg.AssetsD
         key=names.audit_trail,
         deps=[names.champion_model],
         group_name=spec.name,
-        kinds={"sqlite"},
+        kinds={"audit"},
         check_specs=[dg.AssetCheckSpec(names.audit_check.name, asset=names.audit_trail)],
         description=f"{spec.name}: the append-only, hash-chained record of every drift breach, "
         "retraining decision, gate, approval, promotion and rollback. Its check verifies every "
@@ -24,7 +24,12 @@ def build_audit_trail(spec: MonitoredModelSpec, names: ModelNames) -> dg.AssetsD
     def audit_trail(audit: AuditResource, model_registry: RegistryResource):
         events = audit.log().events()
         registry = model_registry.registry()
-        findings = verify_findings(events, current_champions(registry, [spec.name]))
+        findings = verify_findings(
+            events,
+            current_champions(registry, [spec.name]),
+            registry.list_versions(spec.name),
+            {spec.name: spec.approval},
+        )
         mine = [e for e in events if e.model == spec.name]
         tenure = champion_at(mine, utc_now())
         lines = [f"- {f.kind}: {f.detail} ({f.remedy})" for f in findings]

@@ -11,7 +11,7 @@ import pandas as pd
 from orchestrator.adapters.partition_store import PartitionStore
 from orchestrator.candidates import train_and_register
 from orchestrator.core.audit import AuditAction, AuditEvent
-from orchestrator.core.errors import DataError
+from orchestrator.core.errors import DataError, PromotionRefused
 from orchestrator.core.registry import (
     GATE_TAG_PREFIX,
     TAG_CODE_VERSION,
@@ -30,6 +30,7 @@ from orchestrator.evidence import (
 from orchestrator.governance import Governance
 from orchestrator.naming import ModelNames
 from orchestrator.resources import AuditResource, DriftgateHomeResource, RegistryResource
+from orchestrator.safe_mode import safe_mode_rollback
 
 
 class TrainingWindowConfig(dg.Config):
@@ -175,12 +176,9 @@ def build_training_assets(spec: MonitoredModelSpec, names: ModelNames) -> list[d
         governance = Governance(spec, model_registry.registry(), audit.log())
         run_id = context.run.run_id
         if config.rollback_reason:
-            version = governance.rollback(
-                config.actor, config.rollback_reason, config.version, run_id, automatic=True
-            )
-            return dg.MaterializeResult(
-                metadata={"version": version, "rolled_back": config.rollback_reason}
-            )
+            version, reason = automatic_rollback(spec, names, context, audit, config)
+            governance.rollback(config.actor, reason, version, run_id, automatic=True)
+            return dg.MaterializeResult(metadata={"version": version, "rolled_back": reason})
         decision = governance.promote(config.version, config.actor, run_id)
         approved_by = governance.registry.get_version(spec.name, decision.version).approved_by
         return dg.MaterializeResult(
@@ -192,6 +190,24 @@ def build_training_assets(spec: MonitoredModelSpec, names: ModelNames) -> list[d
         )
 
     return [training_dataset, candidate_model, champion_model]
+
+
+def automatic_rollback(
+    spec: MonitoredModelSpec, names: ModelNames, context, audit: AuditResource, config
+) -> tuple[str, str]:
+    """Safe mode decides again here: run config alone (anyone may type it in the launchpad)
+    never moves the champion; only a run the safe-mode sensor launched, while its check is
+    still failing, rolls back, and only to the version safe mode names."""
+    launched_by = context.run.tags.get("dagster/sensor_name")
+    if launched_by != names.rollback_sensor:
+        raise PromotionRefused(
+            f"{spec.name}: automatic rollbacks come only from {names.rollback_sensor} "
+            f"(this run: {launched_by or 'launched by hand'}); use `driftgate rollback`"
+        )
+    target, reason = safe_mode_rollback(spec, context.instance, audit.log())
+    if target is None or target != config.version:
+        raise PromotionRefused(f"{spec.name}: safe mode no longer calls for a rollback: {reason}")
+    return target, reason
 
 
 def retrain_started(spec: MonitoredModelSpec, context, partitions: list[str]) -> AuditEvent:

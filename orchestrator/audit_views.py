@@ -4,12 +4,22 @@ Plain functions over the registry and audit interfaces; the CLI prints what they
 """
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.core.audit import AuditAction, AuditEvent, verify_chain
+from orchestrator.core.audit import AuditAction, AuditEvent, utc_now, verify_chain
 from orchestrator.core.history import Tenure, champion_at, open_intents
-from orchestrator.core.registry import CHAMPION, TAG_TRAINING_DATA_HASH, ModelRegistry, ModelVersion
+from orchestrator.core.promotion import approval_state
+from orchestrator.core.registry import (
+    CHAMPION,
+    TAG_APPROVAL_STATE,
+    TAG_APPROVALS,
+    TAG_APPROVED_BY,
+    TAG_TRAINING_DATA_HASH,
+    ModelRegistry,
+    ModelVersion,
+)
+from orchestrator.core.spec import ApprovalPolicy
 
 
 @dataclass(frozen=True)
@@ -25,9 +35,10 @@ def verify_findings(
     events: Sequence[AuditEvent],
     champions: dict[str, ModelVersion | None],
     versions: Sequence[ModelVersion] = (),
+    policies: Mapping[str, ApprovalPolicy] | None = None,
 ) -> list[Finding]:
-    """Tampering anywhere in the whole log, moves of `champion` left half done, and approval
-    tags in MLflow that no audited approval backs.
+    """Tampering anywhere in the whole log, moves of `champion` left half done or made
+    outside driftgate, and approval tags in MLflow that the audited approvals do not back.
 
     `champions` maps each model to where its alias points now (from MLflow), which tells
     whether an interrupted move got as far as moving the alias.
@@ -35,27 +46,54 @@ def verify_findings(
     remedy = "restore the audit store from a backup; treat later events as suspect"
     findings = [Finding(p.kind, p.detail, remedy) for p in verify_chain(events)]
     for model, champion in champions.items():
-        for intent in open_intents([e for e in events if e.model == model]):
-            findings.append(_interrupted(model, intent, champion))
-    return findings + [f for v in versions if (f := _forged_approval(v, events))]
+        mine = [e for e in events if e.model == model]
+        intents = open_intents(mine)
+        findings += [_interrupted(model, intent, champion) for intent in intents]
+        if not intents and (moved := _moved_outside(model, mine, champion)):
+            findings.append(moved)
+    for version in versions:
+        policy = (policies or {}).get(version.name)
+        if policy is not None and (forged := _forged_approval(version, events, policy)):
+            findings.append(forged)
+    return findings
 
 
-def _forged_approval(version: ModelVersion, events: Sequence[AuditEvent]) -> Finding | None:
-    audited = {
-        e.actor
-        for e in events
-        if e.model == version.name
-        and e.version == version.version
-        and e.action is AuditAction.APPROVAL_GRANTED
-    }
-    forged = [p for p in (version.approved_by or "").split(",") if p and p not in audited]
-    if not forged:
+def _moved_outside(
+    model: str, events: Sequence[AuditEvent], champion: ModelVersion | None
+) -> Finding | None:
+    recorded = champion_at(events, utc_now())
+    now = champion.version if champion else None
+    if now == (recorded.version if recorded else None):
         return None
     detail = (
-        f"{version.name} v{version.version}: MLflow tag approved_by names {forged}, "
-        "who never approved it through driftgate"
+        f"{model}: champion is v{now} in MLflow but v{recorded.version if recorded else 'none'}"
+        " by the audit trail: the alias was moved outside driftgate"
     )
-    return Finding("forged_approval", detail, "the version cannot promote; remove the tag")
+    return Finding("unrecorded_move", detail, "move it back, or promote/rollback with driftgate")
+
+
+def _forged_approval(
+    version: ModelVersion, events: Sequence[AuditEvent], policy: ApprovalPolicy
+) -> Finding | None:
+    """Approval tags that say more than the audited approvals do (set by hand)."""
+    mine = [e for e in events if e.model == version.name]
+    state = approval_state(version.version, mine, policy)
+    claims = {
+        TAG_APPROVED_BY: set(filter(None, (version.approved_by or "").split(","))),
+        TAG_APPROVALS: set(filter(None, version.tags.get(TAG_APPROVALS, "").split(","))),
+    }
+    wrong = [
+        f"{tag} names {sorted(names - set(state.approvers))}"
+        for tag, names in claims.items()
+        if names - set(state.approvers)
+    ]
+    label = version.tags.get(TAG_APPROVAL_STATE)
+    if label == "approved" and not state.approved:
+        wrong.append(f"{TAG_APPROVAL_STATE} says approved, the audit log says {state.label}")
+    if not wrong:
+        return None
+    detail = f"{version.name} v{version.version}: {'; '.join(wrong)} (set by hand?)"
+    return Finding("forged_approval", detail, "the version cannot promote; correct the tags")
 
 
 def _interrupted(model: str, intent: AuditEvent, champion: ModelVersion | None) -> Finding:
@@ -92,17 +130,23 @@ class LiveChampion:
 
 
 def live_champion(
-    model: str, registry: ModelRegistry, events: Sequence[AuditEvent], at: dt.datetime
+    model: str,
+    registry: ModelRegistry,
+    events: Sequence[AuditEvent],
+    at: dt.datetime,
+    policy: ApprovalPolicy,
 ) -> LiveChampion | None:
-    """The champion at `at` (UTC) by the audit trail, with its approvals and gate results."""
+    """The champion at `at` (UTC) by the audit trail, with the approvals that counted when it
+    took over (lapsed ones left out) and its gate results."""
     tenure = champion_at(events, at)
     if tenure is None:
         return None
     mine = [e for e in events if e.version == tenure.version and e.at <= tenure.since]
+    counted = set(approval_state(tenure.version, mine, policy).approvers)
     return LiveChampion(
         tenure,
         registry.get_version(model, tenure.version),
-        [e for e in mine if e.action is AuditAction.APPROVAL_GRANTED],
+        [e for e in mine if e.action is AuditAction.APPROVAL_GRANTED and e.actor in counted],
         [e for e in mine if e.action is AuditAction.GATE_EVALUATED],
     )
 

@@ -13,13 +13,13 @@ from orchestrator.evidence import (
     ONSET_TAG,
     TRIGGER_TAG,
     TRIGGERED_BY_TAG,
-    check_history,
     drift_outcomes,
     retrain_triggers,
 )
 from orchestrator.governance import Governance
 from orchestrator.naming import ModelNames
 from orchestrator.resources import AuditResource, DriftgateHomeResource, RegistryResource
+from orchestrator.safe_mode import safe_mode_rollback
 
 _AUDIT_ACTION = {
     RetrainAction.RETRAIN: AuditAction.RETRAIN_REQUESTED,
@@ -169,26 +169,6 @@ def build_promote_sensor(
         )
 
     return promote_on_approval
-
-
-def safe_mode_rollback(
-    spec: MonitoredModelSpec, instance: dg.DagsterInstance, audit: AuditLog
-) -> tuple[str | None, str]:
-    """(version to roll back to, why) when the watched check failed at error level in a run
-    that started after the current champion took over; (None, why not) otherwise."""
-    policy = spec.safe_mode
-    key = dg.AssetCheckKey(dg.AssetKey(policy.asset_path), policy.check_name)
-    tenure = champion_at(audit.events(spec.name), utc_now())
-    if tenure is None or tenure.previous is None:
-        return None, "no earlier champion to fall back to"
-    latest = max(check_history(instance, key), key=lambda e: e.storage_id, default=None)
-    if latest is None or not latest.blocks:
-        return None, f"{policy.check} is not failing at error level"
-    started = instance.get_run_record_by_id(latest.run_id).create_timestamp
-    if started <= tenure.since:
-        return None, f"{policy.check} failed before v{tenure.version} became champion"
-    reason = f"safe mode: {policy.check} failed at error level: {latest.reason_text}"
-    return tenure.previous, reason
 
 
 def build_safe_mode_sensor(

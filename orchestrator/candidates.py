@@ -30,6 +30,7 @@ from orchestrator.core.training import (
     split_holdout,
     train_candidate,
 )
+from orchestrator.governance import Governance
 
 CANDIDATE_PREFIX = "holdout_"
 CHAMPION_PREFIX = "champion_holdout_"
@@ -72,6 +73,9 @@ def train_and_register(
             {
                 "training_partitions": version.tags.get(TAG_TRAINING_PARTITIONS),
                 "mlflow_run_id": version.run_id,
+                # The audited copy of what the tags say: promotion trusts this, not the tags.
+                "triggered_by": version.tags.get(TAG_TRIGGERED_BY, "unknown"),
+                "gates": version.gates,
             },
         )
     )
@@ -121,4 +125,5 @@ def judge_candidate(
     if not result.blocks:
         registry.set_alias(spec.name, CHALLENGER, version)
     audit.append(gate_event(spec.name, actor, result, dagster_run_id, version))
+    Governance(spec, registry, audit).lapse_on_failure(version, result, dagster_run_id)
     return result

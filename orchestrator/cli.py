@@ -61,12 +61,10 @@ def _open_home(home: Path | None) -> HomeLayout:
 
 
 def _audit(layout: HomeLayout):
-    """The audit log the Dagster resources use: PostgreSQL when $DRIFTGATE_AUDIT_URL is set
-    (the production profile), else SQLite under the home."""
-    from orchestrator.resources import AuditResource
+    """The audit log the Dagster resources use (see `resources.audit_resource`)."""
+    from orchestrator.resources import audit_resource
 
-    url = os.environ.get("DRIFTGATE_AUDIT_URL") or None
-    return AuditResource(home=str(layout.root), url=url).log()
+    return audit_resource(str(layout.root)).log()
 
 
 def _governance(model: str, layout: HomeLayout):
@@ -361,7 +359,7 @@ def audit_log(
 ) -> None:
     """Every audited decision in the order it was recorded."""
     layout = HomeLayout.resolve(str(home) if home else None)
-    if not layout.audit_db.exists() and not os.environ.get("DRIFTGATE_AUDIT_URL"):
+    if not layout.audit_db.exists() and not os.environ.get("DRIFTGATE_AUDIT_URL"):  # SQLite
         _fail(DriftgateError(f"no audit log at {layout.audit_db}"))
     table = Table(
         "id", "at (UTC)", "action", "actor", "model", "version", "run", "evidence", box=None
@@ -389,10 +387,12 @@ def audit_verify(home: HomeOption = None) -> None:
 
     layout = _open_home(home)
     events = _audit(layout).events()
-    models = sorted({e.model for e in events} | set(load_specs()))
+    specs = load_specs()
+    models = sorted({e.model for e in events} | set(specs))
     registry = RegistryResource(home=str(layout.root)).registry()
     versions = [v for model in models for v in registry.list_versions(model)]
-    findings = verify_findings(events, current_champions(registry, models), versions)
+    policies = {name: spec.approval for name, spec in specs.items()}
+    findings = verify_findings(events, current_champions(registry, models), versions, policies)
     for finding in findings:
         _console().print(f"[bold red]{finding.kind}:[/] {finding.detail}\n  -> {finding.remedy}")
     if findings:
@@ -413,6 +413,7 @@ def audit_live(
 
     from orchestrator.audit_views import live_champion
     from orchestrator.resources import RegistryResource
+    from orchestrator.specs import load_spec
 
     try:
         instant = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
@@ -421,7 +422,8 @@ def audit_live(
     instant = instant if instant.tzinfo else instant.replace(tzinfo=dt.UTC)
     layout = _open_home(home)
     registry = RegistryResource(home=str(layout.root)).registry()
-    live = live_champion(model, registry, _audit(layout).events(model), instant)
+    policy = load_spec(model).approval
+    live = live_champion(model, registry, _audit(layout).events(model), instant, policy)
     if live is None:
         _fail(DriftgateError(f"{model} had no champion at {instant.isoformat()}"))
     _print_live(model, live)
@@ -449,10 +451,20 @@ def _print_live(model: str, live) -> None:
 
 
 @audit_app.command("recover")
-def audit_recover(model: str, by: ByOption = None, home: HomeOption = None) -> None:
+def audit_recover(
+    model: str,
+    by: ByOption = None,
+    now: Annotated[
+        bool, typer.Option("--now", help="Also intents under 5 minutes old (none in flight).")
+    ] = False,
+    home: HomeOption = None,
+) -> None:
     """Close moves of champion a crash left half done, by what MLflow shows."""
+    import datetime as dt
+
     actor = _identity(by)
-    closed = _governance(model, _open_home(home)).recover(actor)
+    age = dt.timedelta(0) if now else dt.timedelta(minutes=5)
+    closed = _governance(model, _open_home(home)).recover(actor, older_than=age)
     for event in closed:
         _console().print(f"{model}: recorded v{event.version} as {event.action.value}")
     if not closed:

@@ -82,7 +82,7 @@ APPROVAL_COLUMNS = (
 # Stated in the manifest so an auditor can recompute every hash of audit_log.jsonl unaided.
 AUDIT_HASH_RECIPE = (
     "sha256 of json.dumps({action, actor, model, version, dagster_run_id, evidence, at, "
-    "prev_hash}, sort_keys=True) over the audit_log.jsonl fields; prev_hash chains every "
+    "prev_hash, seq}, sort_keys=True) over the audit_log.jsonl fields; prev_hash chains every "
     "model's events, so a model's own events link to other models' events in between"
 )
 
@@ -488,6 +488,7 @@ def event_record(event: AuditEvent) -> dict:
         "dagster_run_id": event.dagster_run_id,
         "evidence": dict(event.evidence),
         "prev_hash": event.prev_hash,
+        "seq": event.seq,
         "hash": event.hash,
     }
 

@@ -8,11 +8,13 @@ completion is recorded, so a crash leaves the old or the new champion and an ope
 `driftgate audit verify` reports and `driftgate audit recover` closes.
 """
 
+import datetime as dt
 from dataclasses import dataclass
 
-from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog, utc_now
+from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog, utc_now, verify_chain
 from orchestrator.core.errors import ApprovalRefused, PromotionRefused
-from orchestrator.core.history import champion_at, open_intents, tenures
+from orchestrator.core.gates import GateResult
+from orchestrator.core.history import champion_at, fallback, open_intents, tenures
 from orchestrator.core.promotion import (
     ApprovalState,
     PromotionDecision,
@@ -41,6 +43,9 @@ from orchestrator.core.spec import MonitoredModelSpec
 
 @dataclass(frozen=True)
 class Governance:
+    """One model's approvals and moves of `champion`, decided by core, evidenced in the audit
+    log, mirrored in MLflow."""
+
     spec: MonitoredModelSpec
     registry: ModelRegistry
     audit: AuditLog
@@ -48,12 +53,15 @@ class Governance:
     # -- approvals --
 
     def state(self, version: str) -> ApprovalState:
+        """The version's approvals, rejection, trigger and gates as the audit log has them."""
         return approval_state(version, self.audit.events(self.spec.name), self.spec.approval)
 
     def approve(self, version: str, approver: str, reason: str) -> ModelVersion:
         """Record `approver`'s approval, or raise ApprovalRefused saying why (audited too)."""
         candidate = self.registry.get_version(self.spec.name, version)
         problems = approval_problems(candidate, approver, self.spec.approval, self.state(version))
+        if not reason.strip():
+            problems.append("an approval needs a reason (--reason)")
         if problems:
             self._record(AuditAction.APPROVAL_REFUSED, approver, version, {"problems": problems})
             raise ApprovalRefused(
@@ -65,7 +73,7 @@ class Governance:
     def reject(self, version: str, reviewer: str, reason: str) -> ModelVersion:
         """Record that `reviewer` said no: the version can no longer be promoted."""
         candidate = self.registry.get_version(self.spec.name, version)
-        problems = duty_problems(candidate, reviewer, self.spec.approval)
+        problems = duty_problems(candidate, reviewer, self.spec.approval, self.state(version))
         if not reason.strip():
             problems.append("a rejection needs a reason")
         if problems:
@@ -93,20 +101,64 @@ class Governance:
         self.registry.set_tags(self.spec.name, version, tags)
         return self.registry.get_version(self.spec.name, version)
 
+    def lapse_on_failure(self, version: str, result: GateResult, dagster_run_id: str) -> None:
+        """A gate evaluated again and failed: approvals given before no longer count. Say so
+        in the audit log and in MLflow, and take the version out of evaluation."""
+        state = self.state(version)
+        if not result.blocks or not (state.approvers or state.lapsed):
+            return
+        evidence = {"gate": result.gate, "reason": result.reason, "lapsed": list(state.approvers)}
+        self._record(AuditAction.APPROVAL_LAPSED, "driftgate", version, evidence, dagster_run_id)
+        self._mirror(version, f"lapsed: {result.reason}")
+        challenger = self.registry.get_alias(self.spec.name, CHALLENGER)
+        if challenger is not None and challenger.version == version:
+            self.registry.delete_alias(self.spec.name, CHALLENGER)
+
     # -- promotion --
 
     def decide(self, version: str) -> PromotionDecision:
+        """Whether `version` may become champion now, and why (not)."""
         candidate = self.registry.get_version(self.spec.name, version)
         champion = self.registry.get_alias(self.spec.name, CHAMPION)
         decision = decide_promotion(candidate, champion, self.spec.approval, self.state(version))
-        interrupted = open_intents(self.audit.events(self.spec.name))
-        if not interrupted:
+        blocked = self.integrity_problems()
+        if not blocked:
             return decision
-        blocked = (
-            f"an interrupted move of champion (audit event {interrupted[0].id}) must be "
-            f"closed first: driftgate audit recover {self.spec.name}"
+        reasons = (*decision.reasons, *blocked)
+        return PromotionDecision(False, version, decision.replaces, reasons)
+
+    def integrity_problems(self) -> list[str]:
+        """What must be sorted out before `champion` may move at all: a trail that fails
+        verification, an interrupted move, or an alias moved outside driftgate."""
+        events = self.audit.events()
+        mine = [e for e in events if e.model == self.spec.name]
+        problems = []
+        if broken := verify_chain(events):
+            problems.append(
+                f"the audit trail fails verification ({broken[0].detail}): driftgate audit verify"
+            )
+        if interrupted := open_intents(mine):
+            problems.append(
+                f"an interrupted move of champion (audit event {interrupted[0].id}) "
+                f"must be closed first: driftgate audit recover {self.spec.name}"
+            )
+        elif (drift := self._alias_drift(mine)) is not None:
+            problems.append(drift)
+        return problems
+
+    def _alias_drift(self, events: list[AuditEvent]) -> str | None:
+        champion = self.registry.get_alias(self.spec.name, CHAMPION)
+        audited = champion_at(events, utc_now())
+        now, recorded = (
+            (champion.version if champion else None),
+            (audited.version if audited else None),
         )
-        return PromotionDecision(False, version, decision.replaces, (*decision.reasons, blocked))
+        if now == recorded:
+            return None
+        return (
+            f"champion is v{now} in MLflow but v{recorded} in the audit trail: the alias "
+            "was moved outside driftgate (driftgate audit verify)"
+        )
 
     def promote(self, version: str, actor: str, dagster_run_id: str | None) -> PromotionDecision:
         """Move `champion` to `version` if the decision allows; otherwise leave it and raise."""
@@ -128,9 +180,9 @@ class Governance:
         dagster_run_id: str | None = None,
         automatic: bool = False,
     ) -> str:
-        """Move `champion` back to an earlier champion (by default the one it replaced).
-        Only an approver may, or safe mode (`automatic`) when the policy enables it; only to a
-        version that served as champion before."""
+        """Move `champion` back to an earlier champion (by default the one before it, never
+        one already rolled back from). Only an approver may, or safe mode (`automatic`) when
+        the policy enables it; only to a version that served as champion before."""
         problems, target = self._rollback_problems(actor, reason, to, automatic)
         if problems:
             evidence = {"problems": problems, "to": target}
@@ -145,28 +197,22 @@ class Governance:
         self, actor: str, reason: str, to: str | None, automatic: bool
     ) -> tuple[list[str], str | None]:
         events = self.audit.events(self.spec.name)
-        current = champion_at(events, utc_now())
-        target = to or (current.previous if current else None)
-        served = {t.version for t in tenures(events)}
+        current, target = champion_at(events, utc_now()), to or fallback(events)
         if automatic:
-            allowed = self.spec.safe_mode.enabled
-            problems = [] if allowed else ["safe mode is not enabled for this model"]
+            problems = [] if self.spec.safe_mode.enabled else ["safe mode is not enabled"]
         else:
-            eligible = actor in self.spec.approval.eligible
-            problems = [] if eligible else [f"{actor!r} is not an approver"]
+            problems = (
+                [] if actor in self.spec.approval.eligible else [f"{actor!r} is not an approver"]
+            )
         if not reason.strip():
             problems.append("a rollback needs a reason")
         if current is None or target is None:
             problems.append("there is no earlier champion to roll back to")
         elif target == current.version:
             problems.append(f"version {target} is already the champion")
-        elif target not in served:
+        elif target not in {t.version for t in tenures(events)}:
             problems.append(f"version {target} never served as champion; promote it instead")
-        if open_intents(events):
-            problems.append(
-                f"close the interrupted move first: driftgate audit recover {self.spec.name}"
-            )
-        return problems, target
+        return problems + self.integrity_problems(), target
 
     def _move(
         self,
@@ -176,8 +222,9 @@ class Governance:
         evidence: dict,
         dagster_run_id: str | None,
     ) -> None:
-        """Intent, alias move, completion: in that order, so no move goes unrecorded."""
-        name = self.spec.name
+        """Intent, alias move, completion: in that order, so no move goes unrecorded. Just
+        before the alias moves, nothing may have changed since the decision (another move
+        started, or the alias moved): then the intent is closed as aborted instead."""
         intent = self._record(
             AuditAction.PROMOTION_STARTED,
             actor,
@@ -185,38 +232,71 @@ class Governance:
             {"kind": action.value, **evidence},
             dagster_run_id,
         )
-        self.registry.set_alias(name, CHAMPION, version)
-        challenger = self.registry.get_alias(name, CHALLENGER)
+        if changed := self._changed_since_decision(intent, evidence.get("replaced_version")):
+            self._record(
+                AuditAction.PROMOTION_ABORTED,
+                actor,
+                version,
+                {"intent_id": intent.id, "reason": changed},
+                dagster_run_id,
+            )
+            raise PromotionRefused(f"{self.spec.name} v{version} was not moved: {changed}")
+        self.registry.set_alias(self.spec.name, CHAMPION, version)
+        self._finish_move(version, evidence)
+        self._record(action, actor, version, {**evidence, "intent_id": intent.id}, dagster_run_id)
+
+    def _changed_since_decision(self, intent: AuditEvent, replaces: str | None) -> str | None:
+        others = [e for e in open_intents(self.audit.events(self.spec.name)) if e.id != intent.id]
+        if others:
+            return f"another move of champion started meanwhile (audit event {others[0].id})"
+        champion = self.registry.get_alias(self.spec.name, CHAMPION)
+        if (champion.version if champion else None) != replaces:
+            return "champion moved meanwhile"
+        return None
+
+    def _finish_move(self, version: str, evidence: dict) -> None:
+        """The tags and aliases that go with a move (idempotent: recovery repeats them)."""
+        challenger = self.registry.get_alias(self.spec.name, CHALLENGER)
         if challenger is not None and challenger.version == version:
-            self.registry.delete_alias(name, CHALLENGER)  # it is no longer under evaluation
+            self.registry.delete_alias(self.spec.name, CHALLENGER)  # no longer under evaluation
         self.registry.set_tags(
-            name,
+            self.spec.name,
             version,
             {
                 TAG_PROMOTED_AT: utc_now().isoformat(),
                 TAG_REPLACED_VERSION: evidence.get("replaced_version") or "",
             },
         )
-        self._record(action, actor, version, {**evidence, "intent_id": intent.id}, dagster_run_id)
 
-    def recover(self, actor: str) -> list[AuditEvent]:
-        """Close every interrupted move by what MLflow shows: if the alias reached the target,
-        record the completion; otherwise record the move as aborted (the champion is as it
-        was). Returns the closing events."""
+    def recover(
+        self, actor: str, older_than: dt.timedelta = dt.timedelta(minutes=5)
+    ) -> list[AuditEvent]:
+        """Close interrupted moves older than `older_than` (younger ones may be in flight) by
+        what MLflow shows: if the alias reached the target, finish the move and record its
+        completion; otherwise record it as aborted (the champion is as it was)."""
         champion = self.registry.get_alias(self.spec.name, CHAMPION)
-        closed = []
+        cutoff, closed = utc_now() - older_than, []
         for intent in open_intents(self.audit.events(self.spec.name)):
-            moved = champion is not None and champion.version == intent.version
-            action = (
-                AuditAction(intent.evidence["kind"]) if moved else AuditAction.PROMOTION_ABORTED
-            )
-            evidence = {**intent.evidence, "intent_id": intent.id, "recovered": True}
+            if intent.at > cutoff:
+                continue
+            evidence = {
+                **intent.evidence,
+                "intent_id": intent.id,
+                "recovered": True,
+                "intent_at": intent.at.isoformat(),
+            }
+            if champion is not None and champion.version == intent.version:
+                self._finish_move(intent.version, evidence)
+                action = AuditAction(intent.evidence["kind"])
+            else:
+                action = AuditAction.PROMOTION_ABORTED
             closed.append(self._record(action, actor, intent.version, evidence))
         return closed
 
     def record_refusal(
         self, decision: PromotionDecision, actor: str, dagster_run_id: str | None
     ) -> None:
+        """Audit a refused promotion with its reasons."""
         self._record(
             AuditAction.PROMOTION_REFUSED,
             actor,
@@ -250,6 +330,7 @@ class Governance:
         ]
 
     def approved_not_promoted(self) -> list[ModelVersion]:
+        """Versions whose tags say approved and that never served (promotion re-checks)."""
         return [
             v
             for v in self.registry.list_versions(self.spec.name)

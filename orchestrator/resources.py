@@ -56,9 +56,19 @@ class AuditResource(dg.ConfigurableResource):
         return SqliteAuditLog(HomeLayout.resolve(self.home).audit_db)
 
 
+AUDIT_URL_VARIABLE = "DRIFTGATE_AUDIT_URL"
+
+
+def audit_resource(home: str | None = None) -> AuditResource:
+    """The one way Dagster and the CLI pick the audit store: PostgreSQL when
+    $DRIFTGATE_AUDIT_URL is set (the production profile; a secret, read when definitions
+    load), else SQLite under the home."""
+    return AuditResource(home=home, url=dg.EnvVar(AUDIT_URL_VARIABLE).get_value() or None)
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "driftgate_home": DriftgateHomeResource(),
         "model_registry": RegistryResource(),
-        "audit": AuditResource(),
+        "audit": audit_resource(),
     }

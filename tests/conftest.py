@@ -37,3 +37,29 @@ def small_spec(**overrides) -> MonitoredModelSpec:
 @pytest.fixture
 def spec() -> MonitoredModelSpec:
     return small_spec()
+
+
+def register_version(registry, audit, model: str, tags: dict, model_object=None) -> str:
+    """Register a version as driftgate's retraining job does: in the registry, and audited
+    with its trigger and gates (the evidence approval and promotion trust)."""
+    from orchestrator.core.audit import AuditAction, AuditEvent
+
+    version = registry.log_model(
+        model,
+        model_object if model_object is not None else object(),
+        metrics={},
+        params={},
+        tags=tags,
+    )
+    evidence = {"triggered_by": version.tags.get("triggered_by", "unknown"), "gates": version.gates}
+    audit.append(
+        AuditEvent(
+            AuditAction.MODEL_REGISTERED,
+            evidence["triggered_by"],
+            model,
+            version.version,
+            tags.get("dagster_run_id"),
+            evidence,
+        )
+    )
+    return version.version

@@ -1,8 +1,13 @@
 """Append-only audit logs: SQLite (the embedded default) and Postgres (the production profile).
 
 Triggers refuse UPDATE and DELETE (and TRUNCATE in Postgres), so the store stays append-only
-even against a careless hand; each row carries the hash of its predecessor (see core.audit.seal),
-so a hand that disables the triggers is caught by core.audit.verify_chain.
+even against a careless hand; each row carries its seq and the hash of its predecessor (see
+core.audit.seal), so a hand that disables the triggers is caught by core.audit.verify_chain.
+
+Each store also counts the seqs it has handed out in a one-row table beside the events (which
+its triggers let only count up): the rows alone cannot show that the newest ones were deleted,
+but the next append then takes the seq after the count and leaves a gap that verify_chain names.
+Appending needs SELECT and INSERT on the events and SELECT and UPDATE on the count.
 """
 
 import datetime as dt
@@ -24,6 +29,7 @@ if TYPE_CHECKING:  # psycopg loads only for the production profile (about 0.1 s 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER NOT NULL UNIQUE,
     at TEXT NOT NULL,
     action TEXT NOT NULL,
     actor TEXT NOT NULL,
@@ -38,9 +44,19 @@ CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_event
 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+CREATE TABLE IF NOT EXISTS audit_events_count (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    appended INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO audit_events_count (only_row, appended) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS audit_events_count_up BEFORE UPDATE ON audit_events_count
+WHEN NEW.appended <= OLD.appended
+BEGIN SELECT RAISE(ABORT, 'audit_events_count only counts up'); END;
+CREATE TRIGGER IF NOT EXISTS audit_events_count_no_delete BEFORE DELETE ON audit_events_count
+BEGIN SELECT RAISE(ABORT, 'audit_events_count only counts up'); END;
 """
 
-_STORED = "at, action, actor, model, version, dagster_run_id, evidence, prev_hash, hash"
+_STORED = "seq, at, action, actor, model, version, dagster_run_id, evidence, prev_hash, hash"
 _COLUMNS = f"id, {_STORED}"
 
 
@@ -57,14 +73,15 @@ class SqliteAuditLog(AuditLog):
 
     def append(self, event: AuditEvent) -> AuditEvent:
         with closing(self._connect()) as conn:
-            # BEGIN IMMEDIATE takes the write lock before reading the last hash: no forked chain.
+            # BEGIN IMMEDIATE takes the write lock before reading the last row: no forked chain.
             conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1")
-                last = row.fetchone()
-                sealed = seal(event, last[0] if last else None)
+                last = conn.execute(f"SELECT {_COLUMNS} FROM audit_events ORDER BY id DESC LIMIT 1")
+                counted = conn.execute("SELECT appended FROM audit_events_count").fetchone()[0]
+                sealed = seal(event, _last(last.fetchone()), counted)
+                conn.execute("UPDATE audit_events_count SET appended = ?", [sealed.seq])
                 cursor = conn.execute(
-                    f"INSERT INTO audit_events ({_STORED}) VALUES ({', '.join('?' * 9)})",
+                    f"INSERT INTO audit_events ({_STORED}) VALUES ({', '.join('?' * 10)})",
                     _to_row(sealed),
                 )
                 conn.execute("COMMIT")
@@ -84,10 +101,11 @@ class SqliteAuditLog(AuditLog):
 
 
 # The function raises whatever fires it; the row trigger covers UPDATE and DELETE, the statement
-# trigger TRUNCATE (which fires no row triggers).
+# trigger TRUNCATE (which fires no row triggers). The count may only go up.
 _PG_SCHEMA = """
 CREATE TABLE {table} (
     id BIGSERIAL PRIMARY KEY,
+    seq BIGINT NOT NULL UNIQUE,
     at TIMESTAMPTZ NOT NULL,
     action TEXT NOT NULL,
     actor TEXT NOT NULL,
@@ -104,6 +122,22 @@ CREATE TRIGGER {no_change} BEFORE UPDATE OR DELETE ON {table}
     FOR EACH ROW EXECUTE FUNCTION {function}();
 CREATE TRIGGER {no_truncate} BEFORE TRUNCATE ON {table}
     FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+CREATE TABLE {count} (
+    only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+    appended BIGINT NOT NULL
+);
+INSERT INTO {count} (appended) VALUES (0);
+CREATE OR REPLACE FUNCTION {count_up}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        IF NEW.appended > OLD.appended THEN RETURN NEW; END IF;
+    END IF;
+    RAISE EXCEPTION '% only counts up: % refused', TG_TABLE_NAME, TG_OP;
+END $$;
+CREATE TRIGGER {count_no_rewind} BEFORE UPDATE OR DELETE ON {count}
+    FOR EACH ROW EXECUTE FUNCTION {count_up}();
+CREATE TRIGGER {count_no_truncate} BEFORE TRUNCATE ON {count}
+    FOR EACH STATEMENT EXECUTE FUNCTION {count_up}();
 """
 _PG_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 
@@ -139,6 +173,10 @@ class PostgresAuditLog(AuditLog):
             function=sql.Identifier(f"{self.table}_append_only"),
             no_change=sql.Identifier(f"{self.table}_no_update_or_delete"),
             no_truncate=sql.Identifier(f"{self.table}_no_truncate"),
+            count=sql.Identifier(f"{self.table}_count"),
+            count_up=sql.Identifier(f"{self.table}_count_up"),
+            count_no_rewind=sql.Identifier(f"{self.table}_count_no_rewind"),
+            count_no_truncate=sql.Identifier(f"{self.table}_count_no_truncate"),
         )
 
     def _create_schema(self) -> None:
@@ -153,13 +191,15 @@ class PostgresAuditLog(AuditLog):
 
     def append(self, event: AuditEvent) -> AuditEvent:
         with self._connect() as conn:  # one transaction: commits on exit, rolls back on error
-            # The lock is held to commit and taken before reading the last hash: no forked chain.
-            # An advisory lock needs no privilege beyond SELECT and INSERT (LOCK TABLE would).
+            # The lock is held to commit and taken before reading the last row: no forked chain.
+            # An advisory lock needs no privilege beyond what appending needs (LOCK TABLE would).
             conn.execute("SELECT pg_advisory_xact_lock(%s::regclass::oid::bigint)", [self.table])
-            last = conn.execute(self._sql("SELECT hash FROM {table} ORDER BY id DESC LIMIT 1"))
-            row = last.fetchone()
-            sealed = seal(event, row[0] if row else None)
-            values = ", ".join(["%s"] * 9)
+            last = self._sql(f"SELECT {_COLUMNS} FROM {{table}} ORDER BY id DESC LIMIT 1")
+            prev = _last(conn.execute(last).fetchone())
+            counted = conn.execute(self._sql("SELECT appended FROM {count}")).fetchone()[0]
+            sealed = seal(event, prev, counted)
+            conn.execute(self._sql("UPDATE {count} SET appended = %s"), [sealed.seq])
+            values = ", ".join(["%s"] * 10)
             insert = self._sql(f"INSERT INTO {{table}} ({_STORED}) VALUES ({values}) RETURNING id")
             event_id = conn.execute(insert, _to_row(sealed)).fetchone()[0]
         return replace(sealed, id=event_id)
@@ -192,6 +232,7 @@ def _to_row(event: AuditEvent) -> tuple:
     """Stored values in _STORED order. Evidence is stored as the exact JSON text the hash
     covers, and `at` as ISO 8601 UTC, so a row read back reseals to the same hash."""
     return (
+        event.seq,
         event.at.astimezone(dt.UTC).isoformat(),
         event.action.value,
         event.actor,
@@ -204,8 +245,13 @@ def _to_row(event: AuditEvent) -> tuple:
     )
 
 
+def _last(row: tuple | None) -> AuditEvent | None:
+    """The event the next append is sealed to: the last row stored, if any."""
+    return _from_row(row) if row else None
+
+
 def _from_row(row: tuple) -> AuditEvent:
-    id_, at, action, actor, model, version, run_id, evidence, prev_hash, hash_ = row
+    id_, seq, at, action, actor, model, version, run_id, evidence, prev_hash, hash_ = row
     at = at if isinstance(at, dt.datetime) else dt.datetime.fromisoformat(at)  # Postgres | SQLite
     return AuditEvent(
         action=AuditAction(action),
@@ -218,4 +264,5 @@ def _from_row(row: tuple) -> AuditEvent:
         id=id_,
         prev_hash=prev_hash,
         hash=hash_,
+        seq=seq,
     )

@@ -1,4 +1,13 @@
-"""The audit trail: append-only events, each chained to the previous one by hash."""
+"""The audit trail: append-only events, each sealed to the previous one by hash.
+
+Each event's hash covers its content, its position in the whole log (seq: 1, 2, 3, ...) and the
+hash of the event before it. From the trail alone, verify_chain detects any edit, any inserted
+event, and any deletion followed by further appends (stores count the seqs they hand out apart
+from the rows, so the next append leaves a gap), and names the event whatever ids the rows were
+renumbered to. Not detectable from the trail alone: deleting (or re-sealing) only the newest
+events, or rewriting every hash after a change. Those need an anchor kept outside the store:
+head() taken earlier (e.g. recorded in Dagster metadata) and checked with anchored().
+"""
 
 import datetime as dt
 import hashlib
@@ -50,6 +59,7 @@ class AuditEvent:
     id: int | None = None
     prev_hash: str | None = None
     hash: str | None = None
+    seq: int | None = None  # 1-based position in the whole log, sealed into the hash
 
     def canonical(self) -> str:
         body = {
@@ -61,6 +71,7 @@ class AuditEvent:
             "evidence": self.evidence,
             "at": self.at.astimezone(dt.UTC).isoformat(),
             "prev_hash": self.prev_hash,
+            "seq": self.seq,
         }
         return json.dumps(body, sort_keys=True, default=str)
 
@@ -84,10 +95,22 @@ def gate_event(
     return AuditEvent(AuditAction.GATE_EVALUATED, actor, model, version, dagster_run_id, evidence)
 
 
-def seal(event: AuditEvent, prev_hash: str | None) -> AuditEvent:
-    """Chain `event` to its predecessor: its hash covers its content and the previous hash."""
-    chained = replace(event, prev_hash=prev_hash)
-    return replace(chained, hash=hashlib.sha256(chained.canonical().encode()).hexdigest())
+def digest(event: AuditEvent) -> str:
+    """The hash of an event's content, position and link: what its stored hash must equal."""
+    return hashlib.sha256(event.canonical().encode()).hexdigest()
+
+
+def seal(event: AuditEvent, prev: AuditEvent | None, counted: int = 0) -> AuditEvent:
+    """Chain `event` after `prev`, the last event stored (None for the first one).
+
+    The hash covers the content, the position (seq) and prev's hash, so no event can be edited,
+    dropped or slipped in unseen. A store passes `counted`, the seq it last handed out, kept apart
+    from the rows: after its newest events are deleted the next event then leaves a gap in seq
+    instead of taking their place unnoticed.
+    """
+    after = max(prev.seq or 0, counted) if prev else counted
+    chained = replace(event, prev_hash=prev.hash if prev else None, seq=after + 1)
+    return replace(chained, hash=digest(chained))
 
 
 class AuditLog(ABC):
@@ -111,7 +134,7 @@ class InMemoryAuditLog(AuditLog):
         self._events: list[AuditEvent] = []
 
     def append(self, event: AuditEvent) -> AuditEvent:
-        prev = self._events[-1].hash if self._events else None
+        prev = self._events[-1] if self._events else None
         sealed = replace(seal(event, prev), id=len(self._events) + 1)
         self._events.append(sealed)
         return sealed
@@ -132,88 +155,128 @@ class ChainProblem:
 
     event_id: int | None  # the event the problem is found at
     kind: str  # "edited" | "inserted" | "deleted" | "reordered"
-    detail: str  # names the event: id, action, model, version, at
+    detail: str  # names the event: id, seq, action, model, version, at
 
 
 def verify_chain(events: Sequence[AuditEvent]) -> list[ChainProblem]:
     """Prove the whole trail (every model, in id order) is what was appended: empty = intact.
 
-    Each event's hash must match its content, and its prev_hash must be the hash of the event
-    stored before it. Stores number events consecutively as they append, so a broken link across
-    a gap in ids is a deletion, and an event sealed to a predecessor that already has a successor
-    is a forged second branch. A gap with an intact link is fine: Postgres sequences skip the ids
-    of rolled-back appends. Not detectable from the trail alone: removing the newest events, or
-    rewriting every hash after a change; both need a head hash kept somewhere else.
+    Each event's hash must match its content, and the sealed seqs must run 1, 2, 3, ... with
+    each event sealed to the hash of the one before it, so every tampering is named at the event
+    where it happened, whatever ids the rows were renumbered to.
     """
-    position = {e.hash: i for i, e in enumerate(events)}
-    problems: list[ChainProblem | None] = []
-    for i, event in enumerate(events):
-        if seal(replace(event, hash=None), event.prev_hash).hash != event.hash:
-            problems.append(ChainProblem(event.id, "edited", f"{_name(event)} was edited"))
-        elif not _linked(events, i):
-            problems.append(_broken_link(events, i, position.get(event.prev_hash)))
-    return [p for p in problems if p is not None]
+    chain, claims = _claimants(events)
+    known = {e.hash: e for e in events}
+    forged = {f.hash for f, _ in claims}
+    problems = [_edited(e) for e in events if digest(e) != e.hash]
+    problems += [_claimed(f, original) for f, original in claims]
+    links = zip([None, *chain], chain, strict=False)
+    # An event sealed to a forged one was appended after it: the forgery is reported already.
+    problems += [p for b, e in links if e.prev_hash not in forged and (p := _link(b, e, known))]
+    return sorted(problems, key=lambda p: (p.event_id is None, p.event_id or 0))
+
+
+def head(events: Sequence[AuditEvent]) -> tuple[int, str] | None:
+    """(seq, hash) of the newest event: the anchor to keep outside the store (e.g. in Dagster
+    metadata), since deleting the newest events leaves a shorter trail that still verifies."""
+    if not events or events[-1].seq is None or events[-1].hash is None:
+        return None
+    return events[-1].seq, events[-1].hash
+
+
+def anchored(
+    events: Sequence[AuditEvent], anchor_seq: int, anchor_hash: str
+) -> ChainProblem | None:
+    """Whether the trail still holds an anchor taken earlier by head(); None if it does.
+
+    Only an anchor kept elsewhere shows that events were deleted from the end of the trail
+    (or the newest event replaced): the trail itself ends cleanly either way.
+    """
+    if any(e.seq == anchor_seq and e.hash == anchor_hash for e in events):
+        return None
+    gone = f"the event anchored at seq {anchor_seq} (hash {anchor_hash[:12]}) is gone"
+    stand_in = next((e for e in events if e.seq == anchor_seq), None)
+    if stand_in is not None:
+        detail = f"{gone}: {_name(stand_in)} was put in its place"
+        return ChainProblem(stand_in.id, "deleted", detail)
+    last = max(events, key=lambda e: e.seq or 0, default=None)
+    end = f"the trail ends at {_name(last)}" if last else "the trail is empty"
+    return ChainProblem(None, "deleted", f"{gone}: {end}; the newest events were deleted")
 
 
 def _name(event: AuditEvent) -> str:
-    """How an operator finds the event: id, what happened to which version, and when."""
+    """How an operator finds the event: id, position, what happened to which version, when."""
     version = f" v{event.version}" if event.version is not None else ""
     at = event.at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return f"event {event.id} ({event.action.value} {event.model}{version}, {at}Z)"
+    return f"event {event.id} (seq {event.seq}, {event.action.value} {event.model}{version}, {at}Z)"
 
 
-def _linked(events: Sequence[AuditEvent], i: int) -> bool:
-    return events[i].prev_hash == (events[i - 1].hash if i else None)
+def _edited(event: AuditEvent) -> ChainProblem:
+    return ChainProblem(event.id, "edited", f"{_name(event)} was edited")
 
 
-def _broken_link(
-    events: Sequence[AuditEvent], i: int, sealed_to: int | None
-) -> ChainProblem | None:
-    """Why events[i] is not sealed to the event stored before it; None if already reported."""
-    event = events[i]
-    if sealed_to is None:
-        return _unknown_predecessor(events, i)
-    if sealed_to > i:
-        detail = f"{_name(event)} is stored before {_name(events[sealed_to])}, its predecessor"
-        return ChainProblem(event.id, "reordered", detail)
-    if not _linked(events, sealed_to):
-        return None  # it follows an event that was moved, which is reported where it stands
-    first = events[sealed_to + 1]
-    if first.prev_hash != events[sealed_to].hash:  # nothing else follows that event: a move
-        detail = f"{_name(event)} is stored away from {_name(events[sealed_to])}, its predecessor"
-        return ChainProblem(event.id, "reordered", detail)
-    return _second_branch(events[sealed_to], first, event)
+def _claimants(
+    events: Sequence[AuditEvent],
+) -> tuple[list[AuditEvent], list[tuple[AuditEvent, AuditEvent]]]:
+    """The appended chain, one event per seq, and (forged, original) for each other claimant.
 
-
-def _second_branch(parent: AuditEvent, first: AuditEvent, second: AuditEvent) -> ChainProblem:
-    """Two events sealed to the same parent: the one whose id does not follow it is forged.
-
-    Ids record append order, so the event numbered right after the parent is the original;
-    when that does not decide, the later one is forged (a forger appends after the fact).
+    Of events claiming one seq the original is the one sealed to the chain so far, then the one
+    the next seq is sealed to (a forger cannot re-seal what follows without breaking its hash),
+    then the earliest stored: a forger adds after the fact.
     """
-    first_is_forged = parent.id is not None and first.id != parent.id + 1 == second.id
-    forged, original = (first, second) if first_is_forged else (second, first)
-    detail = (
-        f"{_name(forged)} was inserted: it is sealed to {_name(parent)}, "
-        f"which {_name(original)} already follows"
-    )
+    by_seq: dict[int, list[AuditEvent]] = {}
+    for event in events:
+        by_seq.setdefault(event.seq or 0, []).append(event)
+    chain: list[AuditEvent] = []
+    claims: list[tuple[AuditEvent, AuditEvent]] = []
+    for seq in sorted(by_seq):
+        link = chain[-1].hash if chain else None
+        followed = {e.prev_hash for e in by_seq.get(seq + 1, [])}
+        ranked = sorted(by_seq[seq], key=lambda e: (e.prev_hash != link, e.hash not in followed))
+        chain.append(ranked[0])
+        claims += [(forged, ranked[0]) for forged in ranked[1:]]
+    return chain, claims
+
+
+def _claimed(forged: AuditEvent, original: AuditEvent) -> ChainProblem:
+    detail = f"{_name(forged)} was inserted: {_name(original)} holds seq {original.seq}"
     return ChainProblem(forged.id, "inserted", detail)
 
 
-def _unknown_predecessor(events: Sequence[AuditEvent], i: int) -> ChainProblem:
-    """events[i] is sealed to an event that is not in the trail: deleted, or replaced in place."""
-    event, before = events[i], events[i - 1] if i else None
-    expected = (before.id or 0) + 1 if before else 1
-    if event.id is not None and event.id > expected:
-        missing = str(expected) if event.id == expected + 1 else f"{expected} to {event.id - 1}"
-        where = f"after {_name(before)}" if before else "at the start of the trail"
-        detail = f"event(s) {missing} deleted {where}; {_name(event)} was sealed to one of them"
-        return ChainProblem(event.id, "deleted", detail)
-    if before is None:
-        detail = f"{_name(event)} was inserted: it is first but sealed to an earlier event"
-        return ChainProblem(event.id, "inserted", detail)
-    detail = (
-        f"{_name(before)} was inserted in place of the event that {_name(event)} "
-        "was sealed to (rewritten and re-sealed)"
-    )
-    return ChainProblem(before.id, "inserted", detail)
+def _link(
+    before: AuditEvent | None,
+    event: AuditEvent,
+    known: Mapping[str | None, AuditEvent],
+) -> ChainProblem | None:
+    """What lies between two events adjacent in the chain (`before` None: the first event)."""
+    expected = before.seq + 1 if before and before.seq is not None else 1
+    if event.seq != expected or (before is None and event.prev_hash is not None):
+        return _deleted(before, event, expected)
+    if before is None or event.prev_hash == before.hash:
+        return _reordered(before, event)
+    sealed_to = known.get(event.prev_hash)
+    if sealed_to is not None:
+        detail = f"{_name(event)} was inserted: it is sealed to {_name(sealed_to)}"
+        return ChainProblem(event.id, "inserted", f"{detail}, not to {_name(before)}")
+    detail = f"{_name(event)} is sealed to other content at seq {before.seq}"
+    return ChainProblem(before.id, "edited", f"{_name(before)} was edited or replaced: {detail}")
+
+
+def _deleted(before: AuditEvent | None, event: AuditEvent, expected: int) -> ChainProblem:
+    """Events missing between `before` and `event`, or before `event` when it is first."""
+    last = (event.seq or 0) - 1
+    missing = f"seq {expected}" + (f" to {last}" if last > expected else "")
+    if before is not None:
+        where = f"between {_name(before)} and {_name(event)}"
+    else:
+        where = f"before {_name(event)}, the first event stored"
+        missing = missing if last >= expected else "the earlier event it is sealed to"
+    return ChainProblem(event.id, "deleted", f"{missing} deleted {where}")
+
+
+def _reordered(before: AuditEvent | None, event: AuditEvent) -> ChainProblem | None:
+    """Ids say stored order, which readers go by; it must follow the sealed order."""
+    if before is None or before.id is None or event.id is None or event.id > before.id:
+        return None
+    detail = f"{_name(event)} is stored before {_name(before)}, which it follows"
+    return ChainProblem(event.id, "reordered", detail)

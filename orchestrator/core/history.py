@@ -30,20 +30,35 @@ class Tenure:
         return str(replaced) if replaced else None
 
 
-def champion_at(events: Sequence[AuditEvent], at: dt.datetime) -> Tenure | None:
-    """The version that was champion at instant `at` (UTC), by completed moves up to then."""
-    tenure = None
-    for event in events:
-        if event.at > at:
-            break
-        if event.action in MOVES and event.version is not None:
-            tenure = Tenure(event.version, event.at, event)
-    return tenure
+def _since(move: AuditEvent) -> dt.datetime:
+    """When the alias moved: a recovered completion carries its intent's time, since the
+    alias moved right after the intent, not when someone recovered the record."""
+    moved_at = move.evidence.get("intent_at")
+    return dt.datetime.fromisoformat(moved_at) if moved_at else move.at
 
 
 def tenures(events: Sequence[AuditEvent]) -> list[Tenure]:
-    """Every completed move, oldest first."""
-    return [Tenure(e.version, e.at, e) for e in events if e.action in MOVES and e.version]
+    """Every completed move, in the order recorded."""
+    return [Tenure(e.version, _since(e), e) for e in events if e.action in MOVES and e.version]
+
+
+def champion_at(events: Sequence[AuditEvent], at: dt.datetime) -> Tenure | None:
+    """The version that was champion at instant `at` (UTC), by completed moves up to then.
+    Every event is looked at: under contention, record order and timestamps may differ."""
+    held = [t for t in tenures(events) if t.since <= at]
+    return max(held, key=lambda t: t.since, default=None)
+
+
+def fallback(events: Sequence[AuditEvent]) -> str | None:
+    """The champion before the current one, ignoring versions rolled back from: promotions
+    stack up, and a rollback to v pops every version above v."""
+    stack: list[str] = []
+    for tenure in tenures(events):
+        if tenure.move.action is AuditAction.ROLLED_BACK and tenure.version in stack:
+            del stack[stack.index(tenure.version) + 1 :]
+        else:
+            stack.append(tenure.version)
+    return stack[-2] if len(stack) >= 2 else None
 
 
 def open_intents(events: Sequence[AuditEvent]) -> list[AuditEvent]:

@@ -5,8 +5,8 @@ records it, so a tag set by hand in the MLflow UI never promotes anything. Tags 
 state for people who look at MLflow.
 """
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from orchestrator.core.audit import AuditAction, AuditEvent
 from orchestrator.core.gates import GateVerdict
@@ -38,6 +38,8 @@ class ApprovalState:
     rejected_by: str | None
     rejection_reason: str | None
     required: int
+    trigger: str | None = None  # who had it trained, as audited at registration
+    gates: Mapping[str, str] = field(default_factory=dict)  # latest audited verdict per gate
 
     @property
     def approved(self) -> bool:
@@ -58,25 +60,38 @@ class ApprovalState:
 def approval_state(
     version: str, events: Sequence[AuditEvent], policy: ApprovalPolicy
 ) -> ApprovalState:
-    """Approvals, lapses and rejection of `version` from the model's audit events (in order)."""
+    """Approvals, lapses, rejection, trigger and gate verdicts of `version`, from the model's
+    audit events (in order): the evidence promotion trusts, whatever the tags say."""
     mine = [e for e in events if e.version == version]
-    failed = [
-        e.id or 0
-        for e in mine
-        if e.action is AuditAction.GATE_EVALUATED and e.evidence.get("verdict") == "block"
-    ]
+    failed = [e.id or 0 for e in mine if _is_failure(e)]
     last_failure = max(failed, default=0)
     granted = [e for e in mine if e.action is AuditAction.APPROVAL_GRANTED]
-    valid = [e.actor for e in granted if (e.id or 0) > last_failure]
-    lapsed = [e.actor for e in granted if (e.id or 0) <= last_failure]
     rejection = next((e for e in mine if e.action is AuditAction.APPROVAL_REJECTED), None)
+    registered = next((e for e in mine if e.action is AuditAction.MODEL_REGISTERED), None)
     return ApprovalState(
-        tuple(dict.fromkeys(valid)),
-        tuple(dict.fromkeys(lapsed)),
+        tuple(dict.fromkeys(e.actor for e in granted if (e.id or 0) > last_failure)),
+        tuple(dict.fromkeys(e.actor for e in granted if (e.id or 0) <= last_failure)),
         rejection.actor if rejection else None,
         str(rejection.evidence.get("reason", "")) if rejection else None,
         policy.required_approvals,
+        registered.evidence.get("triggered_by", registered.actor) if registered else None,
+        _audited_gates(registered, mine),
     )
+
+
+def _is_failure(event: AuditEvent) -> bool:
+    return (
+        event.action is AuditAction.GATE_EVALUATED and event.evidence.get("verdict") == "block"
+    ) or event.action is AuditAction.APPROVAL_LAPSED
+
+
+def _audited_gates(registered: AuditEvent | None, mine: Sequence[AuditEvent]) -> dict[str, str]:
+    """Gate verdicts recorded at registration, overridden by later evaluations of the version."""
+    gates = dict(registered.evidence.get("gates", {})) if registered else {}
+    for event in mine:
+        if event.action is AuditAction.GATE_EVALUATED and "gate" in event.evidence:
+            gates[str(event.evidence["gate"])] = str(event.evidence.get("verdict"))
+    return gates
 
 
 def gate_problems(version: ModelVersion, required: Sequence[str] = REQUIRED_GATES) -> list[str]:
@@ -91,16 +106,46 @@ def gate_problems(version: ModelVersion, required: Sequence[str] = REQUIRED_GATE
     return problems
 
 
-def duty_problems(version: ModelVersion, person: str, policy: ApprovalPolicy) -> list[str]:
-    """Why `person` may not approve (or reject) this version under the policy as it is now."""
+def audited_gate_problems(version: ModelVersion, state: ApprovalState) -> list[str]:
+    """The gates as the audit log recorded them, and tags that disagree with it (a verdict
+    edited in MLflow never counts)."""
+    problems = [
+        f"gate {g!r} has no audited result (was the version registered by driftgate?)"
+        for g in REQUIRED_GATES
+        if g not in state.gates
+    ]
+    problems += [
+        f"gate {g!r} is {v} in the audit log"
+        for g, v in sorted(state.gates.items())
+        if v not in _ACCEPTED
+    ]
+    tags = version.gates
+    problems += [
+        f"tag gate.{g} says {tags[g]!r} but the audit log says {v!r} (edited in MLflow?)"
+        for g, v in sorted(state.gates.items())
+        if g in tags and tags[g] != v
+    ]
+    return problems
+
+
+def duty_problems(
+    version: ModelVersion, person: str, policy: ApprovalPolicy, state: ApprovalState
+) -> list[str]:
+    """Why `person` may not approve (or reject) this version under the policy as it is now.
+    The trigger comes from the audited registration; a different tag is itself a problem."""
     problems = []
     if person not in policy.eligible:
         problems.append(f"{person!r} is not an approver (approvers: {policy.approvers})")
-    trigger = version.tags.get(TAG_TRIGGERED_BY, "unknown")
-    if policy.separation_of_duties and trigger == "unknown":
+    trigger, tagged = state.trigger, version.tags.get(TAG_TRIGGERED_BY)
+    if trigger is not None and tagged is not None and tagged != trigger:
         problems.append(
-            "the version does not record who triggered it, so separation of duties "
-            "cannot be checked (tag retraining runs with driftgate/triggered_by)"
+            f"tag triggered_by says {tagged!r} but the audit log says {trigger!r} "
+            "(edited in MLflow?)"
+        )
+    if policy.separation_of_duties and trigger in (None, "unknown"):
+        problems.append(
+            "the audit log does not record who triggered the version, so separation of "
+            "duties cannot be checked (register versions through driftgate's retraining job)"
         )
     elif policy.separation_of_duties and trigger == person:
         problems.append(f"{person!r} triggered and trained this version and cannot approve it")
@@ -110,12 +155,13 @@ def duty_problems(version: ModelVersion, person: str, policy: ApprovalPolicy) ->
 def approval_problems(
     version: ModelVersion, approver: str, policy: ApprovalPolicy, state: ApprovalState
 ) -> list[str]:
-    problems = duty_problems(version, approver, policy)
+    """Why `approver` may not approve `version` now: duties, repeats, a rejection, gates."""
+    problems = duty_problems(version, approver, policy, state)
     if approver in state.approvers:
         problems.append(f"{approver!r} has already approved version {version.version}")
     if state.rejected_by is not None:
         problems.append(f"version {version.version} was rejected by {state.rejected_by}")
-    return problems + gate_problems(version)
+    return problems + audited_gate_problems(version, state)
 
 
 def decide_promotion(
@@ -127,7 +173,7 @@ def decide_promotion(
     """Promote only a version whose gates all passed and whose audited approvals satisfy the
     policy as it stands now; never onto an older version than the champion (that is a
     rollback, a deliberate act)."""
-    reasons = gate_problems(version) + _approval_reasons(version, policy, state)
+    reasons = audited_gate_problems(version, state) + _approval_reasons(version, policy, state)
     if champion is not None and champion.version == version.version:
         reasons.append(f"version {version.version} is already the champion")
     elif champion is not None and int(version.version) < int(champion.version):
@@ -147,7 +193,8 @@ def _approval_reasons(
         reasons.append(f"it was rejected by {state.rejected_by}: {state.rejection_reason}")
     for person in state.approvers:
         reasons += [
-            f"the approval by {person!r}: {p}" for p in duty_problems(version, person, policy)
+            f"the approval by {person!r}: {p}"
+            for p in duty_problems(version, person, policy, state)
         ]
     if len(state.approvers) < state.required:
         reasons.append(_missing_approvals(state))

@@ -1,5 +1,6 @@
 """Approval and promotion decisions, with the in-memory registry and audit fakes."""
 
+import datetime as dt
 from dataclasses import replace
 
 import pytest
@@ -9,7 +10,7 @@ from orchestrator.core.errors import ApprovalRefused, PromotionRefused
 from orchestrator.core.gates import GateResult, GateVerdict
 from orchestrator.core.registry import CHAMPION, InMemoryModelRegistry
 from orchestrator.governance import Governance
-from tests.conftest import small_spec
+from tests.conftest import register_version, small_spec
 
 PASSING = {"gate.training_data_contract": "pass", "gate.evaluation": "pass"}
 
@@ -21,9 +22,7 @@ def governance(spec) -> Governance:
 
 def register(governance: Governance, **tags) -> str:
     lineage = {"dagster_run_id": "r1", "triggered_by": "sensor:retrain_toy_on_drift", **tags}
-    return governance.registry.log_model(
-        "toy", object(), metrics={}, params={}, tags=lineage
-    ).version
+    return register_version(governance.registry, governance.audit, "toy", lineage)
 
 
 def test_approve_then_promote_moves_champion_and_records_replaced(governance):
@@ -38,15 +37,12 @@ def test_approve_then_promote_moves_champion_and_records_replaced(governance):
     assert governance.registry.get_version("toy", second).tags["replaced_version"] == first
     actions = [e.action for e in governance.audit.events("toy")]
     # Every move of the alias is announced first and completed after: crash-safe.
-    assert (
-        actions
-        == [
-            AuditAction.APPROVAL_GRANTED,
-            AuditAction.PROMOTION_STARTED,
-            AuditAction.PROMOTED,
-        ]
-        * 2
-    )
+    assert actions == 2 * [
+        AuditAction.MODEL_REGISTERED,
+        AuditAction.APPROVAL_GRANTED,
+        AuditAction.PROMOTION_STARTED,
+        AuditAction.PROMOTED,
+    ]
 
 
 def test_non_approver_is_refused_and_audited(governance):
@@ -60,21 +56,21 @@ def test_non_approver_is_refused_and_audited(governance):
 def test_trigger_cannot_approve_its_own_version(governance):
     version = register(governance, **PASSING, triggered_by="alice")
     with pytest.raises(ApprovalRefused, match="triggered and trained this version"):
-        governance.approve(version, "alice", "")
+        governance.approve(version, "alice", "ok")
 
 
 def test_version_with_failed_or_missing_gate_cannot_be_approved(governance):
     failed = register(governance, **{**PASSING, "gate.evaluation": "block"})
     with pytest.raises(ApprovalRefused, match="gate 'evaluation' is block"):
-        governance.approve(failed, "alice", "")
+        governance.approve(failed, "alice", "ok")
     missing = register(governance, **{"gate.evaluation": "pass"})
-    with pytest.raises(ApprovalRefused, match="'training_data_contract' has no recorded result"):
-        governance.approve(missing, "alice", "")
+    with pytest.raises(ApprovalRefused, match="'training_data_contract' has no audited result"):
+        governance.approve(missing, "alice", "ok")
 
 
 def test_promotion_without_approval_is_refused_and_champion_unchanged(governance):
     champion = register(governance, **PASSING)
-    governance.approve(champion, "alice", "")
+    governance.approve(champion, "alice", "ok")
     governance.promote(champion, "sensor", None)
     unapproved = register(governance, **PASSING)
     with pytest.raises(PromotionRefused, match="it has no approval"):
@@ -85,9 +81,9 @@ def test_promotion_without_approval_is_refused_and_champion_unchanged(governance
 
 def test_promotion_of_a_version_whose_gate_failed_after_approval_is_refused(governance):
     version = register(governance, **PASSING)
-    governance.approve(version, "alice", "")
+    governance.approve(version, "alice", "ok")
     governance.registry.set_tags("toy", version, {"gate.evaluation": "block"})
-    with pytest.raises(PromotionRefused, match="gate 'evaluation' is block"):
+    with pytest.raises(PromotionRefused, match="tag gate.evaluation says 'block'"):
         governance.promote(version, "sensor", None)
     assert governance.registry.get_alias("toy", CHAMPION) is None
 
@@ -100,9 +96,9 @@ def test_awaiting_approval_lists_gate_passing_unapproved_versions(governance):
 
 def test_an_overtaken_approval_never_demotes_a_newer_champion(governance):
     older = register(governance, **PASSING)
-    governance.approve(older, "alice", "")
+    governance.approve(older, "alice", "ok")
     newer = register(governance, **PASSING)
-    governance.approve(newer, "bob", "")
+    governance.approve(newer, "bob", "ok")
     governance.promote(newer, "sensor", None)
     with pytest.raises(PromotionRefused, match="older than champion"):
         governance.promote(older, "sensor", None)
@@ -125,11 +121,17 @@ def test_hand_set_approval_tag_without_audit_record_never_promotes(governance):
     assert governance.registry.get_alias("toy", CHAMPION) is None
 
 
-def test_separation_of_duties_is_checked_again_at_promotion(governance):
-    version = register(governance, **PASSING, triggered_by="bob")
-    governance.approve(version, "alice", "")
-    governance.registry.set_tags("toy", version, {"triggered_by": "alice"})  # edited in MLflow
-    assert "triggered and trained this version" in governance.decide(version).explain()
+def test_separation_of_duties_uses_the_audited_trigger_not_the_tag(governance):
+    version = register(governance, **PASSING, triggered_by="alice")
+    governance.registry.set_tags("toy", version, {"triggered_by": "carol"})  # edited in MLflow
+    with pytest.raises(ApprovalRefused, match="'alice' triggered and trained this version"):
+        governance.approve(version, "alice", "mine, but the tag says otherwise")
+    other = register(governance, **PASSING, triggered_by="bob")
+    governance.approve(other, "alice", "ok")
+    governance.registry.set_tags("toy", other, {"triggered_by": "alice"})
+    assert "tag triggered_by says 'alice' but the audit log says 'bob'" in (
+        governance.decide(other).explain()
+    )
 
 
 @pytest.fixture
@@ -161,7 +163,7 @@ def test_a_rejection_stops_the_version_and_shows_in_mlflow(quorum):
     rejected = quorum.reject(version, "dave", "unexplained lift in one region")
     assert rejected.tags["approval_state"] == "rejected" and rejected.tags["rejected_by"] == "dave"
     with pytest.raises(ApprovalRefused, match="was rejected by dave"):
-        quorum.approve(version, "carol", "")
+        quorum.approve(version, "carol", "ok")
     with pytest.raises(PromotionRefused, match="rejected by dave: unexplained lift"):
         quorum.promote(version, "sensor", None)
     with pytest.raises(ApprovalRefused, match="'mallory' is not an approver"):
@@ -171,7 +173,7 @@ def test_a_rejection_stops_the_version_and_shows_in_mlflow(quorum):
 
 def test_an_approval_lapses_when_a_gate_fails_on_re_evaluation(governance):
     version = register(governance, **PASSING)
-    governance.approve(version, "alice", "")
+    governance.approve(version, "alice", "ok")
     failed = GateResult("evaluation", GateVerdict.BLOCK, "worse than the champion today")
     governance.audit.append(gate_event("toy", "check", failed, "run-9", version=version))
     decision = governance.decide(version)
@@ -182,7 +184,7 @@ def test_an_approval_lapses_when_a_gate_fails_on_re_evaluation(governance):
 def test_rollback_restores_the_previous_champion_and_is_audited(governance):
     first, second = (register(governance, **PASSING) for _ in range(2))
     for version, approver in ((first, "alice"), (second, "bob")):
-        governance.approve(version, approver, "")
+        governance.approve(version, approver, "ok")
         governance.promote(version, "sensor", None)
     with pytest.raises(PromotionRefused, match="'mallory' is not an approver"):
         governance.rollback("mallory", "bad")
@@ -196,7 +198,7 @@ def test_rollback_restores_the_previous_champion_and_is_audited(governance):
 
 def test_an_interrupted_move_blocks_promotion_until_recovered(governance):
     version = register(governance, **PASSING)
-    governance.approve(version, "alice", "")
+    governance.approve(version, "alice", "ok")
     intent = AuditEvent(
         AuditAction.PROMOTION_STARTED,
         "sensor",
@@ -206,13 +208,15 @@ def test_an_interrupted_move_blocks_promotion_until_recovered(governance):
     )
     governance.audit.append(intent)  # the process died here, before moving the alias
     assert "interrupted move of champion" in governance.decide(version).explain()
-    closed = governance.recover("ops")
+    closed = governance.recover("ops", older_than=dt.timedelta(0))
     assert [e.action for e in closed] == [AuditAction.PROMOTION_ABORTED]
     assert governance.registry.get_alias("toy", CHAMPION) is None
     governance.promote(version, "sensor", None)  # now it may go ahead
 
     second = register(governance, **PASSING)
-    governance.approve(second, "bob", "")
+    governance.approve(second, "bob", "ok")
     governance.audit.append(replace(intent, version=second))
     governance.registry.set_alias("toy", CHAMPION, second)  # moved, then died
-    assert [e.action for e in governance.recover("ops")] == [AuditAction.PROMOTED]
+    assert [e.action for e in governance.recover("ops", older_than=dt.timedelta(0))] == [
+        AuditAction.PROMOTED
+    ]

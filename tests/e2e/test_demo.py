@@ -101,6 +101,7 @@ def test_audit_live_names_the_champion_at_three_instants_of_the_demo(demo):
     import datetime as dt
 
     from orchestrator.audit_views import live_champion
+    from orchestrator.specs import load_spec
 
     home = demo[0]
     events = SqliteAuditLog(home.audit_db).events("churn")
@@ -108,9 +109,10 @@ def test_audit_live_names_the_champion_at_three_instants_of_the_demo(demo):
     moves = [e for e in events if e.action is AuditAction.PROMOTED]
     assert [m.version for m in moves] == ["1", "2"]
     second = dt.timedelta(microseconds=1)
-    before = live_champion("churn", registry, events, moves[0].at - second)
-    during = live_champion("churn", registry, events, moves[1].at - second)
-    after = live_champion("churn", registry, events, moves[1].at + second)
+    policy = load_spec("churn").approval
+    before = live_champion("churn", registry, events, moves[0].at - second, policy)
+    during = live_champion("churn", registry, events, moves[1].at - second, policy)
+    after = live_champion("churn", registry, events, moves[1].at + second, policy)
     assert before is None
     assert during.tenure.version == "1" and after.tenure.version == "2"
     assert [a.actor for a in after.approvals] == ["demo-approver"]

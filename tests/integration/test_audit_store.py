@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from orchestrator.adapters.audit_store import PostgresAuditLog, SqliteAuditLog
-from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog, seal, verify_chain
+from orchestrator.core.audit import (
+    AuditAction,
+    AuditEvent,
+    AuditLog,
+    anchored,
+    head,
+    seal,
+    verify_chain,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +42,8 @@ class Store:
     open: Callable[[], AuditLog]  # a new instance over the same storage, as another process
     execute: Callable[[str, Sequence], None]  # raw SQL, triggers in place
     tamper: Callable[[str, Sequence], None]  # raw SQL with the append-only triggers bypassed
-    refused: type[Exception]
+    refused: type[Exception]  # what a trigger raises
+    duplicate: type[Exception]  # what a UNIQUE constraint raises
 
     def sql(self, template: str) -> str:
         """`template` with {table} filled in and `?` as this driver's placeholder."""
@@ -54,7 +63,9 @@ def sqlite_store(path: Path) -> Store:
             conn.execute(statement, params)
 
     refused = sqlite3.IntegrityError
-    return Store("sqlite", "audit_events", lambda: SqliteAuditLog(path), execute, tamper, refused)
+    return Store(
+        "sqlite", "audit_events", lambda: SqliteAuditLog(path), execute, tamper, refused, refused
+    )
 
 
 def postgres_store(table: str) -> Store:
@@ -70,10 +81,11 @@ def postgres_store(table: str) -> Store:
             conn.execute(statement, params)
             conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER ALL")
 
-    refused = psycopg.errors.RaiseException
-    return Store(
-        "postgres", table, lambda: PostgresAuditLog(POSTGRES_URL, table), execute, tamper, refused
-    )
+    def open_log() -> AuditLog:
+        return PostgresAuditLog(POSTGRES_URL, table)
+
+    refused, duplicate = psycopg.errors.RaiseException, psycopg.errors.UniqueViolation
+    return Store("postgres", table, open_log, execute, tamper, refused, duplicate)
 
 
 def require_postgres() -> None:
@@ -100,12 +112,12 @@ def store(request, tmp_path) -> Iterator[Store]:
     import psycopg
 
     with psycopg.connect(POSTGRES_URL) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute(f"DROP FUNCTION IF EXISTS {table}_append_only()")
+        conn.execute(f"DROP TABLE IF EXISTS {table}, {table}_count")
+        conn.execute(f"DROP FUNCTION IF EXISTS {table}_append_only(), {table}_count_up()")
 
 
 def append_four(log: AuditLog) -> list[AuditEvent]:
-    """Four events for two models, ids 1 to 4."""
+    """Four events for two models, ids and seqs 1 to 4."""
     log.append(AuditEvent(AuditAction.DRIFT_BREACH, "check:x", "toy", evidence={"p": "d1"}))
     log.append(AuditEvent(AuditAction.RETRAIN_REQUESTED, "sensor:y", "toy", dagster_run_id="r"))
     log.append(AuditEvent(AuditAction.APPROVAL_GRANTED, "alice", "toy", version="2"))
@@ -125,6 +137,7 @@ def test_events_come_back_in_order_with_a_hash_chain(store):
         AuditAction.PROMOTED,
     ]
     assert events[0].prev_hash is None
+    assert [e.seq for e in events] == [1, 2, 3]
     assert [e.prev_hash for e in events[1:]] == [e.hash for e in events[:-1]]
     assert verify_chain(events) == []  # each stored hash is the hash of the stored content
     assert [e.model for e in log.events(model="toy")] == ["toy", "toy"]
@@ -139,6 +152,22 @@ def test_rows_cannot_be_changed_or_removed(store, statement):
     with pytest.raises(store.refused, match="append-only"):
         store.execute(store.sql(statement), ())
     assert [e.actor for e in log.events()] == ["alice"]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE {table}_count SET appended = appended - 1",
+        "UPDATE {table}_count SET appended = appended",
+        "DELETE FROM {table}_count",
+    ],
+)
+def test_the_count_of_seqs_only_goes_up(store, statement):
+    log = store.open()
+    log.append(AuditEvent(AuditAction.APPROVAL_GRANTED, "alice", "toy", version="1"))
+    with pytest.raises(store.refused, match="only counts up"):
+        store.execute(store.sql(statement), ())
+    assert log.append(AuditEvent(AuditAction.PROMOTED, "sensor", "toy", version="1")).seq == 2
 
 
 @pytest.mark.parametrize("store", ["postgres"], indirect=True)  # SQLite has no TRUNCATE
@@ -200,9 +229,16 @@ def test_postgres_chain_holds_when_the_server_defaults_to_repeatable_read(store)
     assert_one_unforked_chain(store.open().events())
 
 
+FORGED_INSERT = (
+    "INSERT INTO {table} (seq, at, action, actor, model, version, dagster_run_id, evidence, "
+    "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def stored(event: AuditEvent) -> tuple:
     """The row an attacker writes for a forged event: the stores' own column format."""
     return (
+        event.seq,
         event.at.isoformat(),
         event.action.value,
         event.actor,
@@ -221,7 +257,7 @@ def test_an_edit_past_the_triggers_is_named(store):
     store.tamper(store.sql("UPDATE {table} SET actor = 'mallory' WHERE id = 3"), ())
     problems = verify_chain(store.open().events())
     assert [(p.event_id, p.kind) for p in problems] == [(1, "edited"), (3, "edited")]
-    assert problems[1].detail.startswith("event 3 (approval_granted toy v2, ")
+    assert problems[1].detail.startswith("event 3 (seq 3, approval_granted toy v2, ")
 
 
 @pytest.mark.parametrize(("deleted", "named"), [(2, 3), (1, 2)])
@@ -230,17 +266,45 @@ def test_a_delete_past_the_triggers_is_named(store, deleted, named):
     store.tamper(store.sql("DELETE FROM {table} WHERE id = ?"), (deleted,))
     problems = verify_chain(store.open().events())
     assert [(p.event_id, p.kind) for p in problems] == [(named, "deleted")]
-    assert problems[0].detail.startswith(f"event(s) {deleted} deleted")
+    assert problems[0].detail.startswith(f"seq {deleted} deleted")
+
+
+def test_the_newest_row_deleted_then_an_append_is_named(store):
+    append_four(store.open())
+    store.tamper(store.sql("DELETE FROM {table} WHERE id = 4"), ())
+    store.open().append(AuditEvent(AuditAction.PROMOTED, "sensor:z", "toy", version="2"))
+    problems = verify_chain(store.open().events())
+    assert [(p.event_id, p.kind) for p in problems] == [(5, "deleted")]
+    assert problems[0].detail.startswith("seq 4 deleted between event 3 (seq 3, approval_granted")
+    assert "and event 5 (seq 5, promoted toy v2, " in problems[0].detail
+
+
+def test_the_newest_row_deleted_is_named_against_an_anchor(store):
+    anchor = head(append_four(store.open()))
+    store.tamper(store.sql("DELETE FROM {table} WHERE id = 4"), ())
+    events = store.open().events()
+    assert verify_chain(events) == []  # the rows alone cannot show it
+    problem = anchored(events, *anchor)
+    assert (problem.event_id, problem.kind) == (None, "deleted")
+    assert "the trail ends at event 3 (seq 3, approval_granted toy v2" in problem.detail
+
+
+def test_a_forged_row_cannot_take_the_seq_of_a_real_one(store):
+    events = append_four(store.open())
+    forged = seal(AuditEvent(AuditAction.APPROVAL_GRANTED, "mallory", "toy", "9"), events[0])
+    with pytest.raises(store.duplicate, match="(?i)unique"):
+        store.tamper(store.sql(FORGED_INSERT), stored(forged))  # seq 2 is taken
 
 
 def test_an_insert_past_the_triggers_is_named_and_later_appends_are_not_blamed(store):
     events = append_four(store.open())
-    # A forged approval sealed to the first event, so that it reads as granted before the rest.
-    forged = seal(AuditEvent(AuditAction.APPROVAL_GRANTED, "mallory", "toy", "9"), events[0].hash)
-    columns = "at, action, actor, model, version, dagster_run_id, evidence, prev_hash, hash"
-    insert = f"INSERT INTO {{table}} ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    store.tamper(store.sql(insert), stored(forged))
+    # A forged approval sealed to the first event, so that it reads as granted before the rest;
+    # UNIQUE leaves it only a fresh seq.
+    approval = AuditEvent(AuditAction.APPROVAL_GRANTED, "mallory", "toy", "9")
+    forged = seal(approval, events[0], counted=events[-1].seq)
+    store.tamper(store.sql(FORGED_INSERT), stored(forged))
     store.open().append(AuditEvent(AuditAction.PROMOTED, "sensor:z", "toy", version="9"))
     problems = verify_chain(store.open().events())
     assert [(p.event_id, p.kind) for p in problems] == [(5, "inserted")]
-    assert "which event 2 (retrain_requested toy" in problems[0].detail
+    assert "sealed to event 1 (seq 1, drift_breach toy" in problems[0].detail
+    assert "not to event 4 (seq 4, promoted other v2" in problems[0].detail

@@ -14,6 +14,7 @@ from orchestrator.core.audit import AuditAction
 from orchestrator.core.registry import CHAMPION
 from orchestrator.demo.simulator import Scenario, simulate_day
 from orchestrator.specs import load_spec
+from tests.conftest import register_version
 
 pytestmark = pytest.mark.integration
 PASSING = {"gate.training_data_contract": "pass", "gate.evaluation": "pass"}
@@ -24,7 +25,8 @@ def register(layout: HomeLayout, **tags) -> str:
     x = np.random.default_rng(0).normal(size=(40, 2))
     model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
     lineage = {"dagster_run_id": "r", "triggered_by": "sensor:retrain_churn_on_drift", **tags}
-    return registry.log_model("churn", model, metrics={}, params={}, tags=lineage).version
+    audit = SqliteAuditLog(layout.audit_db)
+    return register_version(registry, audit, "churn", lineage, model_object=model)
 
 
 def run(*args: str):
@@ -46,7 +48,9 @@ def freeze_reference_rows(layout: HomeLayout) -> None:
 
 def test_approve_refuses_a_non_approver_with_the_reason(home):
     version = register(home, **PASSING)
-    result = run("approve", "churn", version, "--by", "mallory", "--home", str(home.root))
+    result = run(
+        "approve", "churn", version, "--by", "mallory", "--reason", "x", "--home", str(home.root)
+    )
     assert result.exit_code == 1
     assert "'mallory' is not an approver" in result.output
     events = SqliteAuditLog(home.audit_db).events("churn")
@@ -116,10 +120,22 @@ def test_bootstrap_trains_the_first_candidate_and_its_trigger_cannot_approve_it(
     assert version.tags["trigger"] == "bootstrap" and version.tags["triggered_by"] == "ml-lead"
     assert len(version.training_partitions) == 14
 
-    refused = run("approve", "churn", "1", "--by", "ml-lead", "--home", str(home.root))
+    refused = run(
+        "approve", "churn", "1", "--by", "ml-lead", "--reason", "x", "--home", str(home.root)
+    )
     assert refused.exit_code == 1 and "triggered and trained this version" in refused.output
     assert (
-        run("approve", "churn", "1", "--by", "demo-approver", "--home", str(home.root)).exit_code
+        run(
+            "approve",
+            "churn",
+            "1",
+            "--by",
+            "demo-approver",
+            "--reason",
+            "ok",
+            "--home",
+            str(home.root),
+        ).exit_code
         == 0
     )
 

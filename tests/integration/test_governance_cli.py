@@ -73,7 +73,8 @@ KILL_BEFORE_ALIAS_MOVE = textwrap.dedent(
 def test_a_process_killed_between_intent_and_alias_move_leaves_a_state_verify_reports(home):
     root = str(home.root)
     version = register(home, **PASSING)
-    assert run("approve", "churn", version, "--by", "ml-lead", "--home", root).exit_code == 0
+    approved = run("approve", "churn", version, "--by", "ml-lead", "--reason", "ok", "--home", root)
+    assert approved.exit_code == 0
     child = subprocess.run(
         [sys.executable, "-c", KILL_BEFORE_ALIAS_MOVE, root, version], capture_output=True
     )
@@ -87,7 +88,7 @@ def test_a_process_killed_between_intent_and_alias_move_leaves_a_state_verify_re
     blocked = run("promote", "churn", version, "--by", "ops", "--home", root)
     assert blocked.exit_code == 1 and "interrupted move of champion" in blocked.output
 
-    recovered = run("audit", "recover", "churn", "--by", "ops", "--home", root)
+    recovered = run("audit", "recover", "churn", "--by", "ops", "--now", "--home", root)
     assert recovered.exit_code == 0 and "promotion_aborted" in recovered.output
     assert run("audit", "verify", "--home", root).exit_code == 0
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from orchestrator.core.audit import AuditAction, InMemoryAuditLog
+from orchestrator.core.audit import AuditAction, AuditEvent, InMemoryAuditLog
 from orchestrator.core.errors import PromotionRefused, RegistryError
 from orchestrator.core.registry import CHALLENGER, CHAMPION
 from orchestrator.governance import Governance
@@ -16,6 +16,23 @@ PASSING = {"gate.training_data_contract": "pass", "gate.evaluation": "pass"}
 def fitted_model():
     x = np.random.default_rng(0).normal(size=(60, 2))
     return LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+
+
+def audited(registry, audit, **tags) -> str:
+    """Registered as the retraining job does: the version and its audited registration."""
+    version = register(registry, **tags)
+    evidence = {"triggered_by": version.tags["triggered_by"], "gates": version.gates}
+    audit.append(
+        AuditEvent(
+            AuditAction.MODEL_REGISTERED,
+            evidence["triggered_by"],
+            "toy",
+            version.version,
+            "run-abc",
+            evidence,
+        )
+    )
+    return version.version
 
 
 def register(registry, **tags):
@@ -55,11 +72,12 @@ def test_every_version_must_carry_a_dagster_run_id(mlflow_registry):
 
 
 def test_approve_and_promote_move_the_champion_alias(spec, mlflow_registry):
-    governance = Governance(spec, mlflow_registry, InMemoryAuditLog())
-    first = register(mlflow_registry, **PASSING).version
+    audit = InMemoryAuditLog()
+    governance = Governance(spec, mlflow_registry, audit)
+    first = audited(mlflow_registry, audit, **PASSING)
     governance.approve(first, "alice", "first model")
     governance.promote(first, "sensor", "run-1")
-    second = register(mlflow_registry, **PASSING).version
+    second = audited(mlflow_registry, audit, **PASSING)
     governance.approve(second, "bob", "retrained on drift")
     governance.promote(second, "sensor", "run-2")
     champion = mlflow_registry.get_alias("toy", CHAMPION)
@@ -75,18 +93,18 @@ def test_approve_and_promote_move_the_champion_alias(spec, mlflow_registry):
     ("tags", "approve", "reason"),
     [
         (PASSING, False, "it has no approval"),
-        ({"gate.evaluation": "pass"}, False, "'training_data_contract' has no recorded result"),
-        # approved while passing, then the gate is re-evaluated and fails before promotion
-        (PASSING, True, "gate 'evaluation' is block"),
+        ({"gate.evaluation": "pass"}, False, "'training_data_contract' has no audited result"),
+        # approved while passing, then the gate tag is edited to fail before promotion
+        (PASSING, True, "tag gate.evaluation says 'block'"),
     ],
 )
 def test_refused_promotion_leaves_the_champion(spec, mlflow_registry, tags, approve, reason):
     audit = InMemoryAuditLog()
     governance = Governance(spec, mlflow_registry, audit)
-    champion = register(mlflow_registry, **PASSING).version
-    governance.approve(champion, "alice", "")
+    champion = audited(mlflow_registry, audit, **PASSING)
+    governance.approve(champion, "alice", "ok")
     governance.promote(champion, "sensor", None)
-    candidate = register(mlflow_registry, **tags).version
+    candidate = audited(mlflow_registry, audit, **tags)
     if approve:
         governance.approve(candidate, "bob", "looked fine")
         mlflow_registry.set_tags("toy", candidate, {"gate.evaluation": "block"})
@@ -98,10 +116,11 @@ def test_refused_promotion_leaves_the_champion(spec, mlflow_registry, tags, appr
 
 
 def test_promotion_clears_the_challenger_it_promotes(spec, mlflow_registry):
-    governance = Governance(spec, mlflow_registry, InMemoryAuditLog())
-    version = register(mlflow_registry, **PASSING).version
+    audit = InMemoryAuditLog()
+    governance = Governance(spec, mlflow_registry, audit)
+    version = audited(mlflow_registry, audit, **PASSING)
     mlflow_registry.set_alias("toy", CHALLENGER, version)
-    governance.approve(version, "alice", "")
+    governance.approve(version, "alice", "ok")
     governance.promote(version, "sensor", None)
     assert mlflow_registry.get_alias("toy", CHALLENGER) is None
     assert mlflow_registry.get_version("toy", version).aliases == (CHAMPION,)

@@ -8,6 +8,7 @@ from orchestrator.core.training import train_candidate
 from orchestrator.evidence import check_in_run
 from orchestrator.governance import Governance
 from orchestrator.resources import AuditResource
+from tests.conftest import register_version
 from tests.wiring.conftest import day, toy_day
 from tests.wiring.test_retrain_sensor import tick
 
@@ -21,19 +22,15 @@ def seed_champion(toy) -> Governance:
     ]
     model = train_candidate(pd.concat(frames, ignore_index=True), toy.spec)
     partitions = ",".join(day(n) for n in range(1, 6))
-    toy.registry.fake.log_model(
-        "toy",
-        model,
-        metrics={},
-        params={},
-        tags={
-            "dagster_run_id": "seed",
-            "training_partitions": partitions,
-            "triggered_by": "seed",
-            **PASSING,
-        },
-    )
-    governance = Governance(toy.spec, toy.registry.fake, AuditResource(home=str(toy.home)).log())
+    audit = AuditResource(home=str(toy.home)).log()
+    tags = {
+        "dagster_run_id": "seed",
+        "training_partitions": partitions,
+        "triggered_by": "seed",
+        **PASSING,
+    }
+    register_version(toy.registry.fake, audit, "toy", tags, model_object=model)
+    governance = Governance(toy.spec, toy.registry.fake, audit)
     governance.approve("1", "alice", "seed")
     governance.promote("1", "test", None)
     return governance

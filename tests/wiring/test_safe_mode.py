@@ -9,7 +9,7 @@ from orchestrator.core.errors import PromotionRefused
 from orchestrator.core.registry import CHAMPION
 from orchestrator.governance import Governance
 from orchestrator.resources import AuditResource
-from tests.conftest import small_spec
+from tests.conftest import register_version, small_spec
 
 PASSING = {"gate.training_data_contract": "pass", "gate.evaluation": "pass"}
 CHECK = "toy/realized_performance:realized_performance_within_thresholds"
@@ -45,13 +45,8 @@ def safe_toy(toy):
     )
     governance = Governance(toy.spec, toy.registry.fake, AuditResource(home=str(toy.home)).log())
     for approver in ("alice", "bob"):
-        version = toy.registry.fake.log_model(
-            "toy",
-            object(),
-            metrics={},
-            params={},
-            tags={**PASSING, "triggered_by": "sensor:retrain_toy_on_drift"},
-        ).version
+        tags = {**PASSING, "triggered_by": "sensor:retrain_toy_on_drift"}
+        version = register_version(toy.registry.fake, governance.audit, "toy", tags)
         governance.approve(version, approver, "ok")
         governance.promote(version, "sensor", None)
     return governance
@@ -82,8 +77,16 @@ def test_a_failing_performance_check_rolls_the_champion_back(toy):
     measure(toy, failing=True)
     request = tick(toy)
     assert isinstance(request, dg.RunRequest) and request.run_key == "safe-mode-toy-v2"
-    result = toy.defs.resolve_job_def(toy.names.promote_job).execute_in_process(
-        instance=toy.instance, run_config=request.run_config, tags=request.tags
+    promote = toy.defs.resolve_job_def(toy.names.promote_job)
+    by_hand = promote.execute_in_process(
+        instance=toy.instance, run_config=request.run_config, raise_on_error=False
+    )
+    assert not by_hand.success  # the same run config typed into the launchpad moves nothing
+    assert toy.registry.fake.get_alias("toy", CHAMPION).version == "2"
+    # The daemon tags the runs a sensor launches with its name.
+    sensor_tags = {**request.tags, "dagster/sensor_name": toy.names.rollback_sensor}
+    result = promote.execute_in_process(
+        instance=toy.instance, run_config=request.run_config, tags=sensor_tags
     )
     assert result.success
     assert toy.registry.fake.get_alias("toy", CHAMPION).version == "1"
@@ -91,12 +94,12 @@ def test_a_failing_performance_check_rolls_the_champion_back(toy):
     assert last.actor == "sensor:rollback_toy_on_failed_check"
     assert "roc_auc 0.55 below" in last.evidence["reason"]
     assert last.dagster_run_id == result.run_id
-    # v1 is champion again and the failure predates it: no second rollback.
-    assert "before v1 became champion" in tick(toy).skip_message
+    # v1 is champion again; v2, rolled back from, is never a fallback: no second rollback.
+    assert "no earlier champion to fall back to" in tick(toy).skip_message
 
 
 def test_safe_mode_is_off_unless_enabled(toy):
     assert toy.names.rollback_sensor not in {s.name for s in toy.defs.sensors}
     governance = Governance(toy.spec, toy.registry.fake, AuditResource(home=str(toy.home)).log())
-    with pytest.raises(PromotionRefused, match="safe mode is not enabled for this model"):
+    with pytest.raises(PromotionRefused, match="safe mode is not enabled"):
         governance.rollback("sensor:anything", "automatic", automatic=True)
