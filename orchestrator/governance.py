@@ -330,11 +330,14 @@ class Governance:
         ]
 
     def approved_not_promoted(self) -> list[ModelVersion]:
-        """Versions whose tags say approved and that never served (promotion re-checks)."""
+        """Versions that never served and that the audit log calls approved, or whose tags
+        claim so (those get refused, and the refusal recorded, by `decide`)."""
+        events = self.audit.events(self.spec.name)
         return [
             v
             for v in self.registry.list_versions(self.spec.name)
-            if v.approved_by and TAG_PROMOTED_AT not in v.tags
+            if TAG_PROMOTED_AT not in v.tags
+            and (v.approved_by or approval_state(v.version, events, self.spec.approval).approved)
         ]
 
     def _record(
