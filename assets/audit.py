@@ -22,13 +22,15 @@ def build_audit_trail(spec: MonitoredModelSpec, names: ModelNames) -> dg.AssetsD
         "hash and link, and that no move of champion was left half done.",
     )
     def audit_trail(audit: AuditResource, model_registry: RegistryResource):
-        events = audit.log().events()
+        log = audit.log()
+        events = log.events()
         registry = model_registry.registry()
         findings = verify_findings(
             events,
             current_champions(registry, [spec.name]),
             registry.list_versions(spec.name),
             {spec.name: spec.approval},
+            log.appended(),
         )
         mine = [e for e in events if e.model == spec.name]
         tenure = champion_at(mine, utc_now())

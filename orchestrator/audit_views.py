@@ -7,8 +7,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.core.audit import AuditAction, AuditEvent, utc_now, verify_chain
-from orchestrator.core.history import Tenure, champion_at, open_intents
+from orchestrator.core.audit import AuditAction, AuditEvent, truncation, verify_chain
+from orchestrator.core.history import Tenure, champion_at, current, open_intents
 from orchestrator.core.promotion import approval_state
 from orchestrator.core.registry import (
     CHAMPION,
@@ -36,6 +36,7 @@ def verify_findings(
     champions: dict[str, ModelVersion | None],
     versions: Sequence[ModelVersion] = (),
     policies: Mapping[str, ApprovalPolicy] | None = None,
+    appended: int | None = None,
 ) -> list[Finding]:
     """Tampering anywhere in the whole log, moves of `champion` left half done or made
     outside driftgate, and approval tags in MLflow that the audited approvals do not back.
@@ -44,7 +45,10 @@ def verify_findings(
     whether an interrupted move got as far as moving the alias.
     """
     remedy = "restore the audit store from a backup; treat later events as suspect"
-    findings = [Finding(p.kind, p.detail, remedy) for p in verify_chain(events)]
+    problems = verify_chain(events)
+    if appended is not None and (cut := truncation(events, appended)) is not None:
+        problems.append(cut)
+    findings = [Finding(p.kind, p.detail, remedy) for p in problems]
     for model, champion in champions.items():
         mine = [e for e in events if e.model == model]
         intents = open_intents(mine)
@@ -61,7 +65,7 @@ def verify_findings(
 def _moved_outside(
     model: str, events: Sequence[AuditEvent], champion: ModelVersion | None
 ) -> Finding | None:
-    recorded = champion_at(events, utc_now())
+    recorded = current(events)
     now = champion.version if champion else None
     if now == (recorded.version if recorded else None):
         return None
@@ -75,21 +79,21 @@ def _moved_outside(
 def _forged_approval(
     version: ModelVersion, events: Sequence[AuditEvent], policy: ApprovalPolicy
 ) -> Finding | None:
-    """Approval tags that say more than the audited approvals do (set by hand)."""
-    mine = [e for e in events if e.model == version.name]
-    state = approval_state(version.version, mine, policy)
+    """Approval tags naming people who never approved through driftgate, or saying approved
+    for a version the audit log has rejected (set by hand). Judged on names, not on today's
+    quorum: a version approved under an earlier policy is not forged."""
+    mine = [e for e in events if e.model == version.name and e.version == version.version]
+    granted = {e.actor for e in mine if e.action is AuditAction.APPROVAL_GRANTED}
     claims = {
         TAG_APPROVED_BY: set(filter(None, (version.approved_by or "").split(","))),
         TAG_APPROVALS: set(filter(None, version.tags.get(TAG_APPROVALS, "").split(","))),
     }
     wrong = [
-        f"{tag} names {sorted(names - set(state.approvers))}"
-        for tag, names in claims.items()
-        if names - set(state.approvers)
+        f"{tag} names {sorted(names - granted)}" for tag, names in claims.items() if names - granted
     ]
-    label = version.tags.get(TAG_APPROVAL_STATE)
-    if label == "approved" and not state.approved:
-        wrong.append(f"{TAG_APPROVAL_STATE} says approved, the audit log says {state.label}")
+    rejected = approval_state(version.version, mine, policy).rejected_by
+    if version.tags.get(TAG_APPROVAL_STATE) == "approved" and rejected:
+        wrong.append(f"{TAG_APPROVAL_STATE} says approved, but {rejected} rejected it")
     if not wrong:
         return None
     detail = f"{version.name} v{version.version}: {'; '.join(wrong)} (set by hand?)"

@@ -4,8 +4,8 @@ import dagster as dg
 
 from assets.training import PromotionConfig, TrainingWindowConfig
 from orchestrator.adapters.partition_store import PartitionStore
-from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog, utc_now
-from orchestrator.core.history import champion_at
+from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog
+from orchestrator.core.history import current as latest_move
 from orchestrator.core.retraining import RetrainAction, RetrainDecision, should_retrain
 from orchestrator.core.spec import MonitoredModelSpec
 from orchestrator.evidence import (
@@ -186,7 +186,7 @@ def build_safe_mode_sensor(
         target, reason = safe_mode_rollback(spec, context.instance, audit.log())
         if target is None:
             return dg.SkipReason(reason)
-        current = champion_at(audit.log().events(spec.name), utc_now()).version
+        current = latest_move(audit.log().events(spec.name)).version
         actor = f"sensor:{names.rollback_sensor}"
         config = PromotionConfig(version=target, actor=actor, rollback_reason=reason)
         return dg.RunRequest(

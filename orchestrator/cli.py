@@ -239,7 +239,11 @@ def promote(
     from orchestrator.naming import ModelNames
 
     layout = _open_home(home)
-    governance = _governance(model, layout)
+    try:
+        governance = _governance(model, layout)
+        governance.registry.get_version(model, version)  # an unknown version fails here, clearly
+    except DriftgateError as e:
+        _fail(e)
     actor = by or os.environ.get("DRIFTGATE_USER") or "cli"
     names = ModelNames(model)
     defs = load_defs()
@@ -386,13 +390,15 @@ def audit_verify(home: HomeOption = None) -> None:
     from orchestrator.specs import load_specs
 
     layout = _open_home(home)
-    events = _audit(layout).events()
+    audit = _audit(layout)
+    events = audit.events()
     specs = load_specs()
     models = sorted({e.model for e in events} | set(specs))
     registry = RegistryResource(home=str(layout.root)).registry()
     versions = [v for model in models for v in registry.list_versions(model)]
     policies = {name: spec.approval for name, spec in specs.items()}
-    findings = verify_findings(events, current_champions(registry, models), versions, policies)
+    champions = current_champions(registry, models)
+    findings = verify_findings(events, champions, versions, policies, audit.appended())
     for finding in findings:
         _console().print(f"[bold red]{finding.kind}:[/] {finding.detail}\n  -> {finding.remedy}")
     if findings:
@@ -422,8 +428,11 @@ def audit_live(
     instant = instant if instant.tzinfo else instant.replace(tzinfo=dt.UTC)
     layout = _open_home(home)
     registry = RegistryResource(home=str(layout.root)).registry()
-    policy = load_spec(model).approval
-    live = live_champion(model, registry, _audit(layout).events(model), instant, policy)
+    try:
+        policy = load_spec(model).approval
+        live = live_champion(model, registry, _audit(layout).events(model), instant, policy)
+    except DriftgateError as e:
+        _fail(e)
     if live is None:
         _fail(DriftgateError(f"{model} had no champion at {instant.isoformat()}"))
     _print_live(model, live)
@@ -464,7 +473,10 @@ def audit_recover(
 
     actor = _identity(by)
     age = dt.timedelta(0) if now else dt.timedelta(minutes=5)
-    closed = _governance(model, _open_home(home)).recover(actor, older_than=age)
+    try:
+        closed = _governance(model, _open_home(home)).recover(actor, older_than=age)
+    except DriftgateError as e:
+        _fail(e)
     for event in closed:
         _console().print(f"{model}: recorded v{event.version} as {event.action.value}")
     if not closed:

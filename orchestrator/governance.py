@@ -11,10 +11,17 @@ completion is recorded, so a crash leaves the old or the new champion and an ope
 import datetime as dt
 from dataclasses import dataclass
 
-from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog, utc_now, verify_chain
+from orchestrator.core.audit import (
+    AuditAction,
+    AuditEvent,
+    AuditLog,
+    truncation,
+    utc_now,
+    verify_chain,
+)
 from orchestrator.core.errors import ApprovalRefused, PromotionRefused
 from orchestrator.core.gates import GateResult
-from orchestrator.core.history import champion_at, fallback, open_intents, tenures
+from orchestrator.core.history import current, fallback, open_intents, tenures
 from orchestrator.core.promotion import (
     ApprovalState,
     PromotionDecision,
@@ -104,10 +111,14 @@ class Governance:
     def lapse_on_failure(self, version: str, result: GateResult, dagster_run_id: str) -> None:
         """A gate evaluated again and failed: approvals given before no longer count. Say so
         in the audit log and in MLflow, and take the version out of evaluation."""
-        state = self.state(version)
-        if not result.blocks or not (state.approvers or state.lapsed):
-            return
-        evidence = {"gate": result.gate, "reason": result.reason, "lapsed": list(state.approvers)}
+        events = self.audit.events(self.spec.name)
+        mine = [e for e in events if e.version == version]
+        grants = [e.id or 0 for e in mine if e.action is AuditAction.APPROVAL_GRANTED]
+        lapses = [e.id or 0 for e in mine if e.action is AuditAction.APPROVAL_LAPSED]
+        if not result.blocks or not grants or max(lapses, default=0) > max(grants):
+            return  # nothing approved, or already lapsed since the last approval
+        lapsed = self.state(version).lapsed
+        evidence = {"gate": result.gate, "reason": result.reason, "lapsed": list(lapsed)}
         self._record(AuditAction.APPROVAL_LAPSED, "driftgate", version, evidence, dagster_run_id)
         self._mirror(version, f"lapsed: {result.reason}")
         challenger = self.registry.get_alias(self.spec.name, CHALLENGER)
@@ -133,7 +144,10 @@ class Governance:
         events = self.audit.events()
         mine = [e for e in events if e.model == self.spec.name]
         problems = []
-        if broken := verify_chain(events):
+        broken = verify_chain(events)
+        if (cut := truncation(events, self.audit.appended())) is not None:
+            broken.append(cut)
+        if broken:
             problems.append(
                 f"the audit trail fails verification ({broken[0].detail}): driftgate audit verify"
             )
@@ -148,7 +162,7 @@ class Governance:
 
     def _alias_drift(self, events: list[AuditEvent]) -> str | None:
         champion = self.registry.get_alias(self.spec.name, CHAMPION)
-        audited = champion_at(events, utc_now())
+        audited = current(events)
         now, recorded = (
             (champion.version if champion else None),
             (audited.version if audited else None),
@@ -188,8 +202,10 @@ class Governance:
             evidence = {"problems": problems, "to": target}
             self._record(AuditAction.PROMOTION_REFUSED, actor, target, evidence, dagster_run_id)
             raise PromotionRefused(f"{self.spec.name}: rollback refused: {'; '.join(problems)}")
-        current = self.registry.get_alias(self.spec.name, CHAMPION)
-        evidence = {"replaced_version": current.version, "reason": reason}
+        evidence = {
+            "replaced_version": current(self.audit.events(self.spec.name)).version,
+            "reason": reason,
+        }
         self._move(AuditAction.ROLLED_BACK, target, actor, evidence, dagster_run_id)
         return target
 
@@ -197,7 +213,7 @@ class Governance:
         self, actor: str, reason: str, to: str | None, automatic: bool
     ) -> tuple[list[str], str | None]:
         events = self.audit.events(self.spec.name)
-        current, target = champion_at(events, utc_now()), to or fallback(events)
+        now, target = current(events), to or fallback(events)
         if automatic:
             problems = [] if self.spec.safe_mode.enabled else ["safe mode is not enabled"]
         else:
@@ -206,9 +222,9 @@ class Governance:
             )
         if not reason.strip():
             problems.append("a rollback needs a reason")
-        if current is None or target is None:
+        if now is None or target is None:
             problems.append("there is no earlier champion to roll back to")
-        elif target == current.version:
+        elif target == now.version:
             problems.append(f"version {target} is already the champion")
         elif target not in {t.version for t in tenures(events)}:
             problems.append(f"version {target} never served as champion; promote it instead")
@@ -246,16 +262,24 @@ class Governance:
         self._record(action, actor, version, {**evidence, "intent_id": intent.id}, dagster_run_id)
 
     def _changed_since_decision(self, intent: AuditEvent, replaces: str | None) -> str | None:
+        """Anything that would change the decision, recorded after it was taken: another
+        move, a moved alias, or (for a promotion) a rejection, lapse or failed gate."""
         others = [e for e in open_intents(self.audit.events(self.spec.name)) if e.id != intent.id]
         if others:
             return f"another move of champion started meanwhile (audit event {others[0].id})"
         champion = self.registry.get_alias(self.spec.name, CHAMPION)
         if (champion.version if champion else None) != replaces:
             return "champion moved meanwhile"
-        return None
+        if intent.evidence.get("kind") != AuditAction.PROMOTED.value:
+            return None
+        version = self.registry.get_version(self.spec.name, intent.version)
+        state = self.state(intent.version)
+        again = decide_promotion(version, champion, self.spec.approval, state)
+        return None if again.allowed else f"the decision changed meanwhile: {again.explain()}"
 
     def _finish_move(self, version: str, evidence: dict) -> None:
-        """The tags and aliases that go with a move (idempotent: recovery repeats them)."""
+        """The tags and aliases that go with a move (idempotent: recovery repeats them, dated
+        from the intent)."""
         challenger = self.registry.get_alias(self.spec.name, CHALLENGER)
         if challenger is not None and challenger.version == version:
             self.registry.delete_alias(self.spec.name, CHALLENGER)  # no longer under evaluation
@@ -263,7 +287,7 @@ class Governance:
             self.spec.name,
             version,
             {
-                TAG_PROMOTED_AT: utc_now().isoformat(),
+                TAG_PROMOTED_AT: evidence.get("intent_at") or utc_now().isoformat(),
                 TAG_REPLACED_VERSION: evidence.get("replaced_version") or "",
             },
         )

@@ -1,5 +1,7 @@
 """Dagster resources. They only construct adapters; every decision lives in core."""
 
+import os
+
 import dagster as dg
 
 from orchestrator.adapters.audit_store import SqliteAuditLog
@@ -49,10 +51,12 @@ class AuditResource(dg.ConfigurableResource):
     url: str | None = None
 
     def log(self) -> AuditLog:
-        if self.url:
+        # Resolved by Dagster inside runs; used directly (the CLI), the EnvVar is still a name.
+        url = self.url.get_value() if isinstance(self.url, dg.EnvVar) else self.url
+        if url:
             from orchestrator.adapters.audit_store import PostgresAuditLog
 
-            return PostgresAuditLog(self.url)
+            return PostgresAuditLog(url)
         return SqliteAuditLog(HomeLayout.resolve(self.home).audit_db)
 
 
@@ -63,7 +67,10 @@ def audit_resource(home: str | None = None) -> AuditResource:
     """The one way Dagster and the CLI pick the audit store: PostgreSQL when
     $DRIFTGATE_AUDIT_URL is set (the production profile; a secret, read when definitions
     load), else SQLite under the home."""
-    return AuditResource(home=home, url=dg.EnvVar(AUDIT_URL_VARIABLE).get_value() or None)
+    # An EnvVar, not its value: Dagster shows resource config in the UI, and the URL may
+    # carry a password.
+    url = dg.EnvVar(AUDIT_URL_VARIABLE) if os.environ.get(AUDIT_URL_VARIABLE) else None
+    return AuditResource(home=home, url=url)
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

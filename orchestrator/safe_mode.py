@@ -6,8 +6,8 @@ decides again rather than trusting run config anyone could have typed.
 
 import dagster as dg
 
-from orchestrator.core.audit import AuditLog, utc_now
-from orchestrator.core.history import champion_at, fallback
+from orchestrator.core.audit import AuditLog
+from orchestrator.core.history import current, fallback
 from orchestrator.core.spec import MonitoredModelSpec
 from orchestrator.evidence import check_history
 
@@ -20,7 +20,7 @@ def safe_mode_rollback(
     policy = spec.safe_mode
     key = dg.AssetCheckKey(dg.AssetKey(policy.asset_path), policy.check_name)
     events = audit.events(spec.name)
-    tenure = champion_at(events, utc_now())
+    tenure = current(events)
     target = fallback(events)
     if tenure is None or target is None:
         return None, "no earlier champion to fall back to"

@@ -65,7 +65,17 @@ class SqliteAuditLog(AuditLog):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as conn:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(audit_events)")}
+            if columns and "seq" not in columns:
+                raise ConfigError(
+                    f"the audit store {path} predates sealed sequence numbers; keep it as an "
+                    "archive (move it aside) and let driftgate start a new one"
+                )
             conn.executescript(_SCHEMA)
+
+    def appended(self) -> int:
+        with closing(self._connect()) as conn:
+            return conn.execute("SELECT appended FROM audit_events_count").fetchone()[0]
 
     def _connect(self) -> sqlite3.Connection:
         # Sensors, runs and the CLI may append at once: wait for the writer lock, don't fail.
@@ -203,6 +213,10 @@ class PostgresAuditLog(AuditLog):
             insert = self._sql(f"INSERT INTO {{table}} ({_STORED}) VALUES ({values}) RETURNING id")
             event_id = conn.execute(insert, _to_row(sealed)).fetchone()[0]
         return replace(sealed, id=event_id)
+
+    def appended(self) -> int:
+        with self._connect() as conn:
+            return conn.execute(self._sql("SELECT appended FROM {count}")).fetchone()[0]
 
     def events(
         self, model: str | None = None, actions: Sequence[AuditAction] | None = None

@@ -126,6 +126,20 @@ class AuditLog(ABC):
     ) -> list[AuditEvent]:
         """Events in the order they were appended, optionally filtered."""
 
+    @abstractmethod
+    def appended(self) -> int:
+        """How many events were ever appended (a count that only goes up): more than the
+        highest stored seq means the newest events were deleted."""
+
+
+def truncation(events: Sequence[AuditEvent], appended: int) -> "ChainProblem | None":
+    """The newest events deleted: the store counted more appends than the trail holds."""
+    last = max((e.seq or 0 for e in events), default=0)
+    if appended <= last:
+        return None
+    missing = f"seq {last + 1}" if appended == last + 1 else f"seq {last + 1}..{appended}"
+    return ChainProblem(None, "deleted", f"the newest event(s) {missing} were deleted")
+
 
 class InMemoryAuditLog(AuditLog):
     """The fake for unit tests; same sealing as the real store."""
@@ -138,6 +152,9 @@ class InMemoryAuditLog(AuditLog):
         sealed = replace(seal(event, prev), id=len(self._events) + 1)
         self._events.append(sealed)
         return sealed
+
+    def appended(self) -> int:
+        return len(self._events)
 
     def events(
         self, model: str | None = None, actions: Sequence[AuditAction] | None = None

@@ -49,6 +49,13 @@ def champion_at(events: Sequence[AuditEvent], at: dt.datetime) -> Tenure | None:
     return max(held, key=lambda t: t.since, default=None)
 
 
+def current(events: Sequence[AuditEvent]) -> Tenure | None:
+    """The champion now, by the last completed move in record order (no clock involved, so
+    hosts whose clocks disagree still agree on it)."""
+    moves = tenures(events)
+    return moves[-1] if moves else None
+
+
 def fallback(events: Sequence[AuditEvent]) -> str | None:
     """The champion before the current one, ignoring versions rolled back from: promotions
     stack up, and a rollback to v pops every version above v."""

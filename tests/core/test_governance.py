@@ -220,3 +220,43 @@ def test_an_interrupted_move_blocks_promotion_until_recovered(governance):
     assert [e.action for e in governance.recover("ops", older_than=dt.timedelta(0))] == [
         AuditAction.PROMOTED
     ]
+
+
+def test_two_rollbacks_never_return_to_a_version_rolled_back_from(governance):
+    versions = [register(governance, **PASSING) for _ in range(3)]
+    for version, approver in zip(versions, ("alice", "bob", "alice"), strict=True):
+        governance.approve(version, approver, "ok")
+        governance.promote(version, "sensor", None)
+    assert governance.rollback("alice", "v3 regressed") == versions[1]
+    assert governance.rollback("bob", "v2 regressed too") == versions[0]
+    with pytest.raises(PromotionRefused, match="no earlier champion"):
+        governance.rollback("alice", "nothing left")
+
+
+def test_a_lapse_is_recorded_once_with_the_approvers_it_voids(governance):
+    version = register(governance, **PASSING)
+    governance.approve(version, "alice", "ok")
+    failed = GateResult("evaluation", GateVerdict.BLOCK, "worse today")
+    for _ in range(2):
+        governance.audit.append(gate_event("toy", "check", failed, "run-9", version=version))
+        governance.lapse_on_failure(version, failed, "run-9")
+    lapses = governance.audit.events("toy", [AuditAction.APPROVAL_LAPSED])
+    assert [e.evidence["lapsed"] for e in lapses] == [["alice"]]
+    assert governance.registry.get_version("toy", version).tags["approval_state"] == "lapsed"
+
+
+def test_a_version_approved_under_an_earlier_quorum_is_not_reported_as_forged(governance):
+    from orchestrator.audit_views import verify_findings
+
+    version = register(governance, **PASSING)
+    governance.approve(version, "alice", "ok")
+    stricter = small_spec(
+        approval={"approvers": ["alice", "bob"], "required_approvals": 2}
+    ).approval
+    events = governance.audit.events()
+    registry = governance.registry
+    findings = verify_findings(events, {}, registry.list_versions("toy"), {"toy": stricter})
+    assert findings == []
+    registry.set_tags("toy", version, {"approved_by": "alice,mallory"})
+    findings = verify_findings(events, {}, registry.list_versions("toy"), {"toy": stricter})
+    assert [f.kind for f in findings] == ["forged_approval"] and "mallory" in findings[0].detail

@@ -138,3 +138,28 @@ def test_a_hand_set_approval_tag_is_reported_by_verify_and_never_promotes(home):
     promoted = run("promote", "churn", version, "--by", "ops", "--home", root)
     assert promoted.exit_code == 1 and "without an audited approval" in promoted.output
     assert registry(home).get_alias("churn", CHAMPION) is None
+
+
+def test_deleting_the_newest_events_is_caught_and_blocks_promotion(home):
+    root = str(home.root)
+    version = register(home, **PASSING)
+    run("approve", "churn", version, "--by", "ml-lead", "--reason", "ok", "--home", root)
+    run("reject", "churn", version, "--by", "demo-approver", "--reason", "no", "--home", root)
+    with sqlite3.connect(home.audit_db) as conn:  # erase the rejection, newest event
+        conn.execute("DROP TRIGGER audit_events_no_delete")
+        conn.execute("DELETE FROM audit_events WHERE id = (SELECT MAX(id) FROM audit_events)")
+    verify = run("audit", "verify", "--home", root)
+    assert verify.exit_code == 1 and "newest event(s) seq" in verify.output
+    promoted = run("promote", "churn", version, "--by", "ops", "--home", root)
+    assert promoted.exit_code == 1 and "fails verification" in promoted.output
+    assert registry(home).get_alias("churn", CHAMPION) is None
+
+
+def test_an_audit_store_from_before_sequence_numbers_is_refused_clearly(tmp_path):
+    from orchestrator.core.errors import ConfigError
+
+    path = tmp_path / "audit.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE audit_events (id INTEGER PRIMARY KEY, hash TEXT)")
+    with pytest.raises(ConfigError, match="predates sealed sequence numbers"):
+        SqliteAuditLog(path)
