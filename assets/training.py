@@ -43,9 +43,10 @@ class TrainingWindowConfig(dg.Config):
 class PromotionConfig(dg.Config):
     """Promote `version`; or, with `rollback_reason`, roll champion back to it (safe mode)."""
 
-    version: str
+    version: str  # for a rollback, "" means the champion before the current one
     actor: str = "sensor"
     rollback_reason: str | None = None
+    automatic: bool = False  # safe mode's rollback: decided again, only from its sensor
 
 
 def training_partitions(
@@ -175,9 +176,13 @@ def build_training_assets(spec: MonitoredModelSpec, names: ModelNames) -> list[d
     ) -> dg.MaterializeResult:
         governance = Governance(spec, model_registry.registry(), audit.log())
         run_id = context.run.run_id
-        if config.rollback_reason:
+        if config.rollback_reason and config.automatic:
             version, reason = automatic_rollback(spec, names, context, audit, config)
             governance.rollback(config.actor, reason, version, run_id, automatic=True)
+            return dg.MaterializeResult(metadata={"version": version, "rolled_back": reason})
+        if config.rollback_reason:  # by a person: an approver, checked by governance
+            reason, to = config.rollback_reason, config.version or None
+            version = governance.rollback(config.actor, reason, to, run_id)
             return dg.MaterializeResult(metadata={"version": version, "rolled_back": reason})
         decision = governance.promote(config.version, config.actor, run_id)
         approved_by = governance.registry.get_version(spec.name, decision.version).approved_by

@@ -188,7 +188,9 @@ def build_safe_mode_sensor(
             return dg.SkipReason(reason)
         current = latest_move(audit.log().events(spec.name)).version
         actor = f"sensor:{names.rollback_sensor}"
-        config = PromotionConfig(version=target, actor=actor, rollback_reason=reason)
+        config = PromotionConfig(
+            version=target, actor=actor, rollback_reason=reason, automatic=True
+        )
         return dg.RunRequest(
             run_key=f"safe-mode-{spec.name}-v{current}",  # one automatic rollback per champion
             run_config=dg.RunConfig(ops={champion_op: config}),

@@ -215,13 +215,57 @@ def rollback(
     reason: Annotated[str, typer.Option(help="Why the champion must go back.")] = "",
     home: HomeOption = None,
 ) -> None:
-    """Move `champion` back to an earlier champion, audited like a promotion."""
+    """Move `champion` back to an earlier champion, audited like a promotion, through the
+    promotion job (so the drift reference and the audit trail asset follow)."""
+    from orchestrator.core.audit import AuditAction
+    from orchestrator.core.registry import CHAMPION
+
     actor = _identity(by)
-    try:
-        target = _governance(model, _open_home(home)).rollback(actor, reason, to)
-    except DriftgateError as e:
-        _fail(e)
-    _console().print(f"{model}: champion rolled back to v{target} by {actor}")
+    layout = _open_home(home)
+    config = {"version": to or "", "actor": actor, "rollback_reason": reason}
+    result, op = _run_promotion_job(model, config)
+    governance = _governance(model, layout)
+    if not result.is_node_success(op):
+        refused = governance.audit.events(model, [AuditAction.PROMOTION_REFUSED])
+        problems = refused[-1].evidence.get("problems", []) if refused else []
+        _fail(DriftgateError(f"{model}: rollback refused: {'; '.join(problems) or 'see the run'}"))
+    champion = governance.registry.get_alias(model, CHAMPION)
+    _console().print(f"{model}: champion rolled back to v{champion.version} by {actor}")
+    _warn_if_reference_failed(model, result)
+
+
+def _run_promotion_job(model: str, config: dict):
+    """Run `promote_<model>` in process with `config` for champion_model; (result, op name)."""
+    import dagster as dg
+
+    from orchestrator.bootstrap import QUIET_LOGS
+    from orchestrator.definitions import defs as load_defs
+    from orchestrator.naming import ModelNames
+
+    names, defs = ModelNames(model), load_defs()
+    op = defs.resolve_assets_def(names.champion_model).op.name
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def(names.promote_job).execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"ops": {op: {"config": config}}, **QUIET_LOGS},
+        )
+    return result, op
+
+
+def _warn_if_reference_failed(model: str, result) -> None:
+    """The alias moved; if the new drift reference failed, drift checks block (stale
+    reference) until it is rebuilt: exit non-zero so that a script notices."""
+    from orchestrator.naming import ModelNames
+
+    if not result.success:
+        key = ModelNames(model).reference_profile.to_user_string()
+        _fail(
+            DriftgateError(
+                f"the reference profile of the new champion's training data failed; drift checks "
+                f"block until `{key}` is materialized again (Dagster run {result.run_id})"
+            )
+        )
 
 
 @app.command()
@@ -232,12 +276,6 @@ def promote(
     home: HomeOption = None,
 ) -> None:
     """Run the promotion job now for an approved version, instead of waiting for the sensor."""
-    import dagster as dg
-
-    from orchestrator.bootstrap import QUIET_LOGS
-    from orchestrator.definitions import defs as load_defs
-    from orchestrator.naming import ModelNames
-
     layout = _open_home(home)
     try:
         governance = _governance(model, layout)
@@ -245,18 +283,7 @@ def promote(
     except DriftgateError as e:
         _fail(e)
     actor = by or os.environ.get("DRIFTGATE_USER") or "cli"
-    names = ModelNames(model)
-    defs = load_defs()
-    op = defs.resolve_assets_def(names.champion_model).op.name
-    with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(names.promote_job).execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={
-                "ops": {op: {"config": {"version": version, "actor": actor}}},
-                **QUIET_LOGS,
-            },
-        )
+    result, op = _run_promotion_job(model, {"version": version, "actor": actor})
     if not result.is_node_success(op):
         _fail(
             DriftgateError(
@@ -264,16 +291,7 @@ def promote(
             )
         )
     _console().print(f"{model}: champion is now v{version} (run {result.run_id[:8]})")
-    if not result.success:
-        # The alias moved; only the new drift reference failed. Drift checks block (stale
-        # reference) until it is rebuilt: exit non-zero so that a script notices.
-        _fail(
-            DriftgateError(
-                f"the reference profile of v{version}'s training data failed; drift checks "
-                f"block until `{names.reference_profile.to_user_string()}` is materialized "
-                f"again (Dagster run {result.run_id})"
-            )
-        )
+    _warn_if_reference_failed(model, result)
 
 
 @app.command()
