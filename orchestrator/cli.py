@@ -242,9 +242,12 @@ def _run_promotion_job(model: str, config: dict):
     from orchestrator.definitions import defs as load_defs
     from orchestrator.naming import ModelNames
 
-    names, defs = ModelNames(model), load_defs()
-    op = defs.resolve_assets_def(names.champion_model).op.name
-    with dg.DagsterInstance.get() as instance:
+    names = ModelNames(model)
+    # Dagster's beta notices are noise in a terminal.
+    with warnings.catch_warnings(), dg.DagsterInstance.get() as instance:
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        defs = load_defs()
+        op = defs.resolve_assets_def(names.champion_model).op.name
         result = defs.resolve_job_def(names.promote_job).execute_in_process(
             instance=instance,
             raise_on_error=False,
