@@ -5,7 +5,6 @@ SQLite always runs. Postgres runs against 127.0.0.1:5432 (database `test`, one t
 without it the Postgres cases skip, except in CI, where they fail.
 """
 
-import json
 import os
 import sqlite3
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters.audit_store import PostgresAuditLog, SqliteAuditLog
+from orchestrator.adapters.audit_store import PostgresAuditLog, SqliteAuditLog, _to_row
 from orchestrator.core.audit import (
     AuditAction,
     AuditEvent,
@@ -237,18 +236,7 @@ FORGED_INSERT = (
 
 def stored(event: AuditEvent) -> tuple:
     """The row an attacker writes for a forged event: the stores' own column format."""
-    return (
-        event.seq,
-        event.at.isoformat(),
-        event.action.value,
-        event.actor,
-        event.model,
-        event.version,
-        event.dagster_run_id,
-        json.dumps(event.evidence, sort_keys=True, default=str),
-        event.prev_hash,
-        event.hash,
-    )
+    return _to_row(event)
 
 
 def test_an_edit_past_the_triggers_is_named(store):
