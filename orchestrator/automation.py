@@ -162,8 +162,13 @@ def build_promote_sensor(
             explained = "; ".join(f"v{d.version}: {d.explain()}" for d in refused)
             return dg.SkipReason(explained or "no approved version awaits promotion")
         config = PromotionConfig(version=allowed.version, actor=actor)
+        # A run that aborted or was refused at run time may be retried once allowed again:
+        # each failed attempt on record makes a new run key (the daemon dedupes on it).
+        failed = [AuditAction.PROMOTION_ABORTED, AuditAction.PROMOTION_REFUSED]
+        attempts = governance.audit.events(spec.name, failed)
+        attempt = sum(e.version == allowed.version for e in attempts)
         return dg.RunRequest(
-            run_key=f"promote-{spec.name}-v{allowed.version}",
+            run_key=f"promote-{spec.name}-v{allowed.version}-{attempt}",
             run_config=dg.RunConfig(ops={champion_op: config}),
             tags={"driftgate/version": allowed.version},
         )
