@@ -47,6 +47,7 @@ def build_jobs(names: ModelNames, partitions_def: dg.PartitionsDefinition) -> di
             selection=dg.AssetSelection.assets(
                 names.champion_model, names.reference_profile, names.audit_trail
             ),
+            tags={"driftgate/champion": names.model},
             description="Move the champion alias to an approved version whose gates passed, "
             "profile the data it was trained on as the new drift reference, and verify the "
             "audit trail.",

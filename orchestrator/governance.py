@@ -27,9 +27,9 @@ from orchestrator.core.promotion import (
     PromotionDecision,
     approval_problems,
     approval_state,
+    audited_gate_problems,
     decide_promotion,
     duty_problems,
-    gate_problems,
 )
 from orchestrator.core.registry import (
     CHALLENGER,
@@ -341,17 +341,18 @@ class Governance:
         return newest, [d for d in decisions if not d.allowed]
 
     def awaiting_approval(self) -> list[ModelVersion]:
-        """Versions whose gates all passed, not yet approved, newer than the champion."""
+        """Versions newer than the champion whose audited gates passed, neither approved
+        (to the quorum) nor rejected yet."""
         champion = self.registry.get_alias(self.spec.name, CHAMPION)
         floor = int(champion.version) if champion else 0
-        return [
-            v
-            for v in self.registry.list_versions(self.spec.name)
-            if int(v.version) > floor
-            and not v.approved_by
-            and not v.tags.get(TAG_REJECTED_BY)
-            and not gate_problems(v)
-        ]
+        events = self.audit.events(self.spec.name)
+        waiting = []
+        for version in self.registry.list_versions(self.spec.name):
+            state = approval_state(version.version, events, self.spec.approval)
+            if int(version.version) > floor and not state.approved and not state.rejected_by:
+                if not audited_gate_problems(version, state):
+                    waiting.append(version)
+        return waiting
 
     def approved_not_promoted(self) -> list[ModelVersion]:
         """Versions that never served and that the audit log calls approved, or whose tags
