@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.core.audit import AuditAction, AuditEvent, truncation, verify_chain
+from orchestrator.core.audit import AuditAction, AuditEvent, trail_problems, verify_chain
 from orchestrator.core.history import Tenure, champion_at, current, open_intents
 from orchestrator.core.promotion import approval_state
 from orchestrator.core.registry import (
@@ -45,9 +45,7 @@ def verify_findings(
     whether an interrupted move got as far as moving the alias.
     """
     remedy = "restore the audit store from a backup; treat later events as suspect"
-    problems = verify_chain(events)
-    if appended is not None and (cut := truncation(events, appended)) is not None:
-        problems.append(cut)
+    problems = verify_chain(events) if appended is None else trail_problems(events, appended)
     findings = [Finding(p.kind, p.detail, remedy) for p in problems]
     for model, champion in champions.items():
         mine = [e for e in events if e.model == model]

@@ -15,9 +15,8 @@ from orchestrator.core.audit import (
     AuditAction,
     AuditEvent,
     AuditLog,
-    truncation,
+    trail_problems,
     utc_now,
-    verify_chain,
 )
 from orchestrator.core.errors import ApprovalRefused, PromotionRefused
 from orchestrator.core.gates import GateResult
@@ -144,10 +143,7 @@ class Governance:
         events = self.audit.events()
         mine = [e for e in events if e.model == self.spec.name]
         problems = []
-        broken = verify_chain(events)
-        if (cut := truncation(events, self.audit.appended())) is not None:
-            broken.append(cut)
-        if broken:
+        if broken := trail_problems(events, self.audit.appended()):
             problems.append(
                 f"the audit trail fails verification ({broken[0].detail}): driftgate audit verify"
             )

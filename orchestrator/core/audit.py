@@ -141,6 +141,14 @@ def truncation(events: Sequence[AuditEvent], appended: int) -> "ChainProblem | N
     return ChainProblem(None, "deleted", f"the newest event(s) {missing} were deleted")
 
 
+def trail_problems(events: Sequence[AuditEvent], appended: int) -> list["ChainProblem"]:
+    """Everything wrong with the whole trail: `verify_chain` on the events, and deletion of
+    the newest ones against the store's count of appends."""
+    problems = verify_chain(events)
+    cut = truncation(events, appended)
+    return problems if cut is None else [*problems, cut]
+
+
 class InMemoryAuditLog(AuditLog):
     """The fake for unit tests; same sealing as the real store."""
 
