@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from orchestrator.core.audit import AuditAction, AuditEvent, trail_problems, verify_chain
-from orchestrator.core.history import Tenure, champion_at, current, open_intents
+from orchestrator.core.history import Tenure, champion_at, open_intents, unrecorded_move
 from orchestrator.core.promotion import approval_state
 from orchestrator.core.registry import (
     CHAMPION,
@@ -63,12 +63,11 @@ def verify_findings(
 def _moved_outside(
     model: str, events: Sequence[AuditEvent], champion: ModelVersion | None
 ) -> Finding | None:
-    recorded = current(events)
-    now = champion.version if champion else None
-    if now == (recorded.version if recorded else None):
+    moved = unrecorded_move(events, champion.version if champion else None)
+    if moved is None:
         return None
     detail = (
-        f"{model}: champion is v{now} in MLflow but v{recorded.version if recorded else 'none'}"
+        f"{model}: champion is v{moved[0]} in MLflow but v{moved[1] or 'none'}"
         " by the audit trail: the alias was moved outside driftgate"
     )
     return Finding("unrecorded_move", detail, "move it back, or promote/rollback with driftgate")

@@ -20,7 +20,7 @@ from orchestrator.core.audit import (
 )
 from orchestrator.core.errors import ApprovalRefused, PromotionRefused
 from orchestrator.core.gates import GateResult
-from orchestrator.core.history import current, fallback, open_intents, tenures
+from orchestrator.core.history import current, fallback, open_intents, tenures, unrecorded_move
 from orchestrator.core.promotion import (
     ApprovalState,
     PromotionDecision,
@@ -158,15 +158,11 @@ class Governance:
 
     def _alias_drift(self, events: list[AuditEvent]) -> str | None:
         champion = self.registry.get_alias(self.spec.name, CHAMPION)
-        audited = current(events)
-        now, recorded = (
-            (champion.version if champion else None),
-            (audited.version if audited else None),
-        )
-        if now == recorded:
+        moved = unrecorded_move(events, champion.version if champion else None)
+        if moved is None:
             return None
         return (
-            f"champion is v{now} in MLflow but v{recorded} in the audit trail: the alias "
+            f"champion is v{moved[0]} in MLflow but v{moved[1]} in the audit trail: the alias "
             "was moved outside driftgate (driftgate audit verify)"
         )
 

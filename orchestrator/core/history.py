@@ -56,6 +56,16 @@ def current(events: Sequence[AuditEvent]) -> Tenure | None:
     return moves[-1] if moves else None
 
 
+def unrecorded_move(
+    events: Sequence[AuditEvent], alias: str | None
+) -> tuple[str | None, str | None] | None:
+    """(MLflow's champion, the trail's champion) when they differ: the alias was moved
+    outside driftgate. None when they agree."""
+    recorded = current(events)
+    audited = recorded.version if recorded else None
+    return None if alias == audited else (alias, audited)
+
+
 def fallback(events: Sequence[AuditEvent]) -> str | None:
     """The champion before the current one, ignoring versions rolled back from: promotions
     stack up, and a rollback to v pops every version above v."""
