@@ -126,12 +126,13 @@ class Governance:
 
     # -- promotion --
 
-    def decide(self, version: str) -> PromotionDecision:
-        """Whether `version` may become champion now, and why (not)."""
+    def decide(self, version: str, integrity: list[str] | None = None) -> PromotionDecision:
+        """Whether `version` may become champion now, and why (not). `integrity` is
+        `integrity_problems()` when the caller already has it (one check for many versions)."""
         candidate = self.registry.get_version(self.spec.name, version)
         champion = self.registry.get_alias(self.spec.name, CHAMPION)
         decision = decide_promotion(candidate, champion, self.spec.approval, self.state(version))
-        blocked = self.integrity_problems()
+        blocked = self.integrity_problems() if integrity is None else integrity
         if not blocked:
             return decision
         reasons = (*decision.reasons, *blocked)
@@ -327,7 +328,10 @@ class Governance:
         Only the newest is offered, so two promotion runs can never race an older approval
         past a newer one.
         """
-        decisions = [self.decide(v.version) for v in self.approved_not_promoted()]
+        candidates = self.approved_not_promoted()
+        # The whole trail is verified once per tick, not once per candidate version.
+        integrity = self.integrity_problems() if candidates else []
+        decisions = [self.decide(v.version, integrity) for v in candidates]
         allowed = [d for d in decisions if d.allowed]
         newest = max(allowed, key=lambda d: int(d.version), default=None)
         return newest, [d for d in decisions if not d.allowed]
