@@ -209,7 +209,7 @@ def automatic_rollback(
             f"{spec.name}: automatic rollbacks come only from {names.rollback_sensor} "
             f"(this run: {launched_by or 'launched by hand'}); use `driftgate rollback`"
         )
-    target, reason = safe_mode_rollback(spec, context.instance, audit.log())
+    target, reason, _ = safe_mode_rollback(spec, context.instance, audit.log())
     if target is None or target != config.version:
         raise PromotionRefused(f"{spec.name}: safe mode no longer calls for a rollback: {reason}")
     return target, reason

@@ -5,7 +5,6 @@ import dagster as dg
 from assets.training import PromotionConfig, TrainingWindowConfig
 from orchestrator.adapters.partition_store import PartitionStore
 from orchestrator.core.audit import AuditAction, AuditEvent, AuditLog
-from orchestrator.core.history import current as latest_move
 from orchestrator.core.retraining import RetrainAction, RetrainDecision, should_retrain
 from orchestrator.core.spec import MonitoredModelSpec
 from orchestrator.evidence import (
@@ -189,10 +188,9 @@ def build_safe_mode_sensor(
         f"when {spec.safe_mode.check} fails at error level.",
     )
     def rollback_on_failed_check(context: dg.SensorEvaluationContext, audit: AuditResource):
-        target, reason = safe_mode_rollback(spec, context.instance, audit.log())
+        target, reason, current = safe_mode_rollback(spec, context.instance, audit.log())
         if target is None:
             return dg.SkipReason(reason)
-        current = latest_move(audit.log().events(spec.name)).version
         actor = f"sensor:{names.rollback_sensor}"
         config = PromotionConfig(
             version=target, actor=actor, rollback_reason=reason, automatic=True

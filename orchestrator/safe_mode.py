@@ -4,6 +4,8 @@ Shared by the sensor that requests the rollback run and the asset that carries i
 decides again rather than trusting run config anyone could have typed.
 """
 
+from typing import NamedTuple
+
 import dagster as dg
 
 from orchestrator.core.audit import AuditLog
@@ -12,23 +14,34 @@ from orchestrator.core.spec import MonitoredModelSpec
 from orchestrator.evidence import check_history
 
 
+class SafeModeCall(NamedTuple):
+    """Safe mode's decision: roll back `champion` (the current one) to `target`, or not
+    (`target` None), and why."""
+
+    target: str | None
+    reason: str
+    champion: str | None
+
+
 def safe_mode_rollback(
     spec: MonitoredModelSpec, instance: dg.DagsterInstance, audit: AuditLog
-) -> tuple[str | None, str]:
-    """(version to roll back to, why) when the watched check failed at error level in a run
-    that started after the current champion took over; (None, why not) otherwise."""
+) -> SafeModeCall:
+    """Roll back when the watched check failed at error level in a run that started after
+    the current champion took over."""
     policy = spec.safe_mode
     key = dg.AssetCheckKey(dg.AssetKey(policy.asset_path), policy.check_name)
     events = audit.events(spec.name)
     tenure = current(events)
     target = fallback(events)
+    champion = tenure.version if tenure else None
     if tenure is None or target is None:
-        return None, "no earlier champion to fall back to"
+        return SafeModeCall(None, "no earlier champion to fall back to", champion)
     latest = max(check_history(instance, key), key=lambda e: e.storage_id, default=None)
     if latest is None or not latest.blocks:
-        return None, f"{policy.check} is not failing at error level"
+        return SafeModeCall(None, f"{policy.check} is not failing at error level", champion)
     record = instance.get_run_record_by_id(latest.run_id)
     if record is None or record.create_timestamp <= tenure.since:
-        return None, f"{policy.check} failed before v{tenure.version} became champion"
+        reason = f"{policy.check} failed before v{tenure.version} became champion"
+        return SafeModeCall(None, reason, champion)
     reason = f"safe mode: {policy.check} failed at error level: {latest.reason_text}"
-    return target, reason
+    return SafeModeCall(target, reason, champion)
