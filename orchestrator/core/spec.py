@@ -374,6 +374,148 @@ class SafeModePolicy(_Strict):
         return self.check.split(":", 1)[1]
 
 
+SLA_METRICS = (
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "error_rate",
+    "timeout_rate",
+    "fallback_rate",
+)
+
+
+def _default_sla_limits() -> dict[str, Threshold]:
+    # p95 within 200 ms and 1% errors are the service levels most serving teams start from;
+    # the error levels are where users notice (half a second, one request in twenty).
+    return {
+        "latency_p95_ms": Threshold(warn=200.0, error=500.0),
+        "error_rate": Threshold(warn=0.01, error=0.05),
+        "timeout_rate": Threshold(warn=0.01, error=0.05),
+    }
+
+
+class SLAPolicy(_Strict):
+    """Service levels, judged per model version and segment on each day's prediction events:
+    a metric above `warn` warns, above `error` fails at error level. Metrics left out are
+    reported, not judged."""
+
+    limits: dict[str, Threshold] = Field(default_factory=_default_sla_limits)
+    min_events: int = Field(
+        default=50, description="a version or segment with fewer events is reported, not judged"
+    )
+
+    _bounds = {"min_events": (1, 1e12)}
+
+    @field_validator("limits")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, Threshold]) -> dict[str, Threshold]:
+        unknown = sorted(set(value) - set(SLA_METRICS))
+        if unknown:
+            raise ValueError(f"unknown SLA metrics {unknown}; valid: {list(SLA_METRICS)}")
+        return value
+
+
+class TelemetryPolicy(_Strict):
+    """Prediction events: what they may carry and how the people behind them are protected.
+
+    `identifiers` are fields that identify someone (an account, a device); each is stored only
+    as `<name>_hash`, an HMAC-SHA256 keyed with the secret in `$<hmac_key_env>`, as is the
+    event's subject (`subject_id` -> `subject_hash`). `pii` fields are dropped before anything
+    is written. Any other field outside the contract rejects the event.
+    """
+
+    enabled: bool = False
+    environment: str = "production"
+    identifiers: list[str] = []
+    pii: list[str] = []
+    hmac_key_env: str = "DRIFTGATE_TELEMETRY_KEY"
+    sla: SLAPolicy = Field(default_factory=SLAPolicy)
+
+    @model_validator(mode="after")
+    def _fields_distinct(self) -> "TelemetryPolicy":
+        both = sorted(set(self.identifiers) & set(self.pii))
+        if both:
+            raise ValueError(f"fields {both} are declared both as identifiers and as pii")
+        for name in [*self.identifiers, *self.pii]:
+            if not _NAME.match(name):
+                raise ValueError(f"field {name!r} must be lower_snake_case")
+        return self
+
+
+CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "f1", "log_loss", "calibration_error")
+REGRESSION_METRICS = ("mae", "rmse")
+
+
+class PerformancePolicy(_Strict):
+    """Model quality: realized once delayed labels arrive, estimated (CBPE) before they do.
+
+    Thresholds are learned from the champion's reference: its holdout is cut into
+    `reference_chunks`, each chunk is scored, and a metric warns beyond mean -/+ warn_k * std
+    and fails beyond mean -/+ error_k * std, on the side where the metric gets worse.
+    """
+
+    task: Literal["binary_classification", "regression"] = "binary_classification"
+    metrics: list[str] | None = Field(
+        default=None, description="default: every metric of the task"
+    )
+    decision_threshold: float = Field(
+        default=0.5, description="score at or above which a classifier predicts the positive class"
+    )
+    label_lookback_days: int = Field(
+        default=14, description="labels attach to predictions at most this many days older"
+    )
+    reference_chunks: int = 10
+    warn_k: float = 2.0
+    error_k: float = 3.0
+    min_labelled_rows: int = Field(
+        default=200, description="fewer labelled rows in a partition cannot be judged"
+    )
+    min_segment_rows: int = Field(
+        default=200, description="a segment with fewer rows is reported, not judged"
+    )
+    estimation: bool = Field(
+        default=True, description="estimate binary-classifier quality before labels (CBPE)"
+    )
+    disagreement_tolerance: float = Field(
+        default=0.05, description="|estimated - realized| ROC AUC beyond this is flagged"
+    )
+
+    _bounds = {
+        "decision_threshold": (0.0, 1.0),
+        "label_lookback_days": (0, 3650),
+        "reference_chunks": (3, 1000),
+        "warn_k": (0.0, 100.0),
+        "error_k": (0.0, 100.0),
+        "min_labelled_rows": (1, 1e12),
+        "min_segment_rows": (1, 1e12),
+        "disagreement_tolerance": (0.0, 1.0),
+    }
+
+    @model_validator(mode="after")
+    def _metrics_of_task(self) -> "PerformancePolicy":
+        if self.warn_k > self.error_k:
+            raise ValueError(f"warn_k ({self.warn_k}) must not exceed error_k ({self.error_k})")
+        valid = self.task_metrics
+        unknown = sorted(set(self.metrics or []) - set(valid))
+        if unknown:
+            raise ValueError(f"metrics {unknown} do not apply to {self.task}; valid: {list(valid)}")
+        if self.metrics is not None and not self.metrics:
+            raise ValueError("metrics: name at least one metric, or leave it out for all")
+        return self
+
+    @property
+    def task_metrics(self) -> tuple[str, ...]:
+        return CLASSIFICATION_METRICS if self.task == "binary_classification" else REGRESSION_METRICS
+
+    @property
+    def judged_metrics(self) -> list[str]:
+        return list(self.metrics) if self.metrics else list(self.task_metrics)
+
+    @property
+    def estimates(self) -> bool:
+        return self.estimation and self.task == "binary_classification"
+
+
 class SourceSpec(_Strict):
     """Where the daily partitions of the feature table land, and the label files."""
 
@@ -381,7 +523,9 @@ class SourceSpec(_Strict):
         description="Parquet path template with {partition}, relative to DRIFTGATE_HOME or absolute"
     )
     labels_path: str = Field(
-        description="Parquet path template with {partition}: request id, label"
+        description="Parquet path template with {partition}: the labels that arrived that day, "
+        "as request id and label, for predictions of that day or up to "
+        "performance.label_lookback_days before"
     )
 
 
@@ -405,6 +549,8 @@ class MonitoredModelSpec(_Strict):
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
     approval: ApprovalPolicy
     safe_mode: SafeModePolicy = Field(default_factory=SafeModePolicy)
+    telemetry: TelemetryPolicy = Field(default_factory=TelemetryPolicy)
+    performance: PerformancePolicy = Field(default_factory=PerformancePolicy)
 
     @field_validator("name")
     @classmethod
@@ -447,6 +593,11 @@ class MonitoredModelSpec(_Strict):
                     f"drift.segment_crosses: {cross} must name two or more of segments "
                     f"{self.segments}"
                 )
+        declared = sorted(set(self.telemetry.identifiers + self.telemetry.pii) & set(names))
+        if declared:
+            raise ValueError(
+                f"telemetry: {declared} are model features; identifiers and pii never are"
+            )
         first, last = self.reference_dates
         if first > last or first < self.start_date:
             raise ValueError("reference_window: must be [first, last] on or after partitions_start")
