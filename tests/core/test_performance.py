@@ -20,12 +20,15 @@ from orchestrator.core.gates import GateVerdict
 from orchestrator.core.performance import (
     PerformanceReference,
     evaluate_disagreement,
+    estimated_table,
     evaluate_performance,
+    evaluate_versions,
     expected_calibration_error,
     get_metric,
     performance_breaches,
     performance_table,
     realized_metrics,
+    version_breaches,
 )
 from orchestrator.core.spec import PerformancePolicy
 
@@ -467,3 +470,51 @@ def test_nothing_to_compare_blocks():
         result = evaluate_disagreement(estimated, realized, BINARY)
         assert result.verdict is GateVerdict.BLOCK
         assert "to compare" in result.reason
+
+
+# --- one reference per version ---------------------------------------------------------------
+
+
+def test_each_version_is_judged_against_its_own_reference(accuracy_reference):
+    strict = PerformanceReference(ACCURACY).fit(*accuracy_chunks([0.99, 0.98, 0.97]))
+    rows = [("v1", "all", 500, 0.8), ("v2", "all", 500, 0.8)]
+    # 0.8 is v1's mean, and far below v2's reference (mean 0.98, std 0.01)
+    only_v1 = evaluate_versions(table(rows), {"v1": accuracy_reference}, ACCURACY, gate="g")
+    assert only_v1.verdict is GateVerdict.PASS
+    both = {"v1": accuracy_reference, "v2": strict}
+    result = evaluate_versions(table(rows), both, ACCURACY, gate="g")
+    assert result.verdict is GateVerdict.BLOCK and result.metrics["worst_group"] == "v2 all"
+    breaches = version_breaches(table([*rows, ("v3", "all", 500, 0.1)]), both, ACCURACY)
+    assert breaches["verdict"].tolist() == ["pass", "block", "not judged"]
+
+
+def test_a_version_too_small_to_judge_neither_hides_nor_fakes_a_verdict(accuracy_reference):
+    canary = [("v1", "all", 500, 0.45), ("v2", "all", 20, 0.99)]
+    references = {"v1": accuracy_reference, "v2": accuracy_reference}
+    result = evaluate_versions(table(canary), references, ACCURACY, gate="g")
+    assert result.verdict is GateVerdict.BLOCK and result.metrics["performance_breach"] is True
+    alone = evaluate_versions(table([canary[1]]), references, ACCURACY, gate="g")
+    assert alone.blocks and alone.metrics["performance_breach"] is False
+    missing = evaluate_versions(table(canary), {"v9": accuracy_reference}, ACCURACY, gate="g")
+    assert missing.blocks and "no performance reference for the versions ['v1', 'v2']" in (
+        missing.reason
+    )
+
+
+def test_estimated_table_uses_each_versions_calibration_and_skips_failed_requests():
+    y, score = simulated(1, 4000)
+    reference = PerformanceReference(BINARY).fit(y, score)
+    events = pd.DataFrame(
+        {
+            "model_version": ["1"] * 2000 + ["2"] * 2000,
+            "score": np.concatenate([score[:1999], [np.nan], score[2000:]]),
+            "segment.region": ["eu"] * 4000,
+        }
+    )
+    result = estimated_table(events, ["region"], BINARY, {"1": reference})
+    assert result["model_version"].tolist() == ["1", "1"]
+    assert result.loc[0, "rows"] == 1999  # the failed request has no score
+    expected = reference.estimate(score[:1999])["roc_auc"]
+    assert result.loc[0, "roc_auc"] == pytest.approx(expected)
+    with pytest.raises(DataError, match="no scored predictions"):
+        estimated_table(events, ["region"], BINARY, {"7": reference})
