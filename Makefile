@@ -25,9 +25,10 @@ test: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile
 
 # Speed and memory figures, as ratios to a floor measured in the same run (several minutes:
-# the largest scenario profiles 10M + 10M rows).
+# the largest drift scenario profiles 10M + 10M rows; telemetry ingests 1M events per format).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.drift
+	$(BIN)/python -m benchmarks.telemetry
 
 ui: $(STAMP)
 	$(BIN)/driftgate ui

@@ -12,6 +12,7 @@ from orchestrator.adapters.partition_store import PartitionStore
 from orchestrator.candidates import train_and_register
 from orchestrator.core.audit import AuditAction, AuditEvent
 from orchestrator.core.errors import DataError, PromotionRefused
+from orchestrator.core.labels import PREDICTION_PARTITION, join_labels
 from orchestrator.core.registry import (
     GATE_TAG_PREFIX,
     TAG_CODE_VERSION,
@@ -49,32 +50,46 @@ class PromotionConfig(dg.Config):
     automatic: bool = False  # safe mode's rollback: decided again, only from its sensor
 
 
-def training_partitions(
+def training_window(
     spec: MonitoredModelSpec, store: PartitionStore, config: TrainingWindowConfig
 ) -> list[str]:
-    """Partitions in the window whose features and labels have both landed."""
-    last = dt.date.fromisoformat(config.last) if config.last else None
-    if last is None:
-        labelled = [p for p in store.partitions("feature_table") if store.has_source("labels", p)]
-        if not labelled:
-            raise DataError(f"{spec.name}: no feature partition has labels yet")
-        last = dt.date.fromisoformat(labelled[-1])
+    """Frozen feature partitions in the window: `first..last`, or the `training_window_days`
+    up to `last` (default: the newest frozen partition)."""
+    frozen = store.partitions("feature_table")
+    if not frozen:
+        raise DataError(f"{spec.name}: no feature partition has been frozen yet")
+    last = dt.date.fromisoformat(config.last or frozen[-1])
     first = (
         dt.date.fromisoformat(config.first)
         if config.first
         else last - dt.timedelta(days=spec.retrain.training_window_days - 1)
     )
-    days = [day.isoformat() for day in date_range(first, last)]
-    return [d for d in days if store.has_source("labels", d)]
+    wanted = {day.isoformat() for day in date_range(first, last)}
+    return [p for p in frozen if p in wanted]
 
 
-def labelled_frame(spec: MonitoredModelSpec, store: PartitionStore, partitions: list[str]):
-    features = store.read_partitions("feature_table", partitions)
-    labels = pd.concat([store.read_source("labels", p) for p in partitions], ignore_index=True)
-    labels = labels[[spec.request_id_column, spec.label_column]].drop_duplicates(
-        spec.request_id_column, keep="last"
+def labelled_frame(
+    spec: MonitoredModelSpec, store: PartitionStore, partitions: list[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """The window's feature rows whose label has arrived (the last write of each request id
+    wins), and the partitions that contributed rows."""
+    features = pd.concat(
+        [
+            store.read_table("feature_table", p).assign(**{PREDICTION_PARTITION: p})
+            for p in partitions
+        ],
+        ignore_index=True,
     )
-    return features.merge(labels, on=spec.request_id_column, how="inner")
+    first, last = (dt.date.fromisoformat(p) for p in (partitions[0], partitions[-1]))
+    joined = join_labels(
+        features,
+        store.labels_for(first, last),
+        request_id=spec.request_id_column,
+        label=spec.label_column,
+    ).labelled
+    used = sorted(joined[PREDICTION_PARTITION].unique())
+    frame = joined.drop(columns=[PREDICTION_PARTITION]).rename(columns={"label": spec.label_column})
+    return frame, used
 
 
 def code_version() -> str:
@@ -112,11 +127,11 @@ def build_training_assets(spec: MonitoredModelSpec, names: ModelNames) -> list[d
         audit: AuditResource,
     ) -> dg.MaterializeResult:
         store = driftgate_home.store(spec)
-        partitions = training_partitions(spec, store, config)
+        window = training_window(spec, store, config)
+        frame, partitions = labelled_frame(spec, store, window) if window else (None, [])
         audit.log().append(retrain_started(spec, context, partitions))
         if not partitions:
-            raise DataError(f"{spec.name}: no labelled partitions in the training window")
-        frame = labelled_frame(spec, store, partitions)
+            raise DataError(f"{spec.name}: no labelled rows in the training window {window}")
         store.write_table("training_dataset", frame, context.run.run_id)
         return dg.MaterializeResult(
             metadata={

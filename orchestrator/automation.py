@@ -12,7 +12,7 @@ from orchestrator.evidence import (
     ONSET_TAG,
     TRIGGER_TAG,
     TRIGGERED_BY_TAG,
-    drift_outcomes,
+    breach_outcomes,
     retrain_triggers,
 )
 from orchestrator.governance import Governance
@@ -28,8 +28,12 @@ _AUDIT_ACTION = {
 }
 
 
-def build_jobs(names: ModelNames, partitions_def: dg.PartitionsDefinition) -> dict[str, object]:
-    return {
+def build_jobs(
+    spec: MonitoredModelSpec, names: ModelNames, partitions_def: dg.PartitionsDefinition
+) -> dict[str, object]:
+    telemetry = spec.telemetry.enabled
+    promoted = [names.champion_model, names.reference_profile, names.audit_trail]
+    jobs = {
         "monitor": dg.define_asset_job(
             names.monitor_job,
             selection=dg.AssetSelection.assets(names.feature_table, names.feature_profile),
@@ -44,39 +48,72 @@ def build_jobs(names: ModelNames, partitions_def: dg.PartitionsDefinition) -> di
         "promote": dg.define_asset_job(
             names.promote_job,
             selection=dg.AssetSelection.assets(
-                names.champion_model, names.reference_profile, names.audit_trail
+                *promoted, *([names.performance_reference] if telemetry else [])
             ),
             tags={"driftgate/champion": names.model},
             description="Move the champion alias to an approved version whose gates passed, "
-            "profile the data it was trained on as the new drift reference, and verify the "
-            "audit trail.",
+            "profile the data it was trained on as the new drift reference"
+            + (", score it as the new performance reference" if telemetry else "")
+            + ", and verify the audit trail.",
         ),
     }
+    if telemetry:
+        daily = [names.prediction_events, names.sla_metrics, names.labels]
+        if spec.performance.estimates:
+            daily.append(names.estimated_performance)
+        jobs["predictions"] = dg.define_asset_job(
+            names.predictions_job,
+            selection=dg.AssetSelection.assets(*daily),
+            partitions_def=partitions_def,
+            description="Compact one day of prediction events, measure its service levels, "
+            "attach the labels that arrived, and estimate quality before labels.",
+        )
+        jobs["performance"] = dg.define_asset_job(
+            names.performance_job,
+            selection=dg.AssetSelection.assets(names.realized_performance),
+            partitions_def=partitions_def,
+            description="Measure one day's realized quality from the labels arrived so far.",
+        )
+    return jobs
 
 
 def retrain_decision(
     spec: MonitoredModelSpec, names: ModelNames, instance: dg.DagsterInstance, store: PartitionStore
-) -> RetrainDecision:
-    breached, passed = drift_outcomes(instance, names.drift_check)
-    return should_retrain(
-        spec.name,
-        breached,
-        passed,
-        retrain_triggers(instance, names.retrain_job),
-        store.labelled_rows,
-        spec.retrain,
-    )
+) -> tuple[RetrainDecision, str]:
+    """The decision on drift, or on realized performance when that one asks for more; with
+    the trigger it is about. Both run under the same guards (cooldown, budget, labels)."""
+    triggers = retrain_triggers(instance, names.retrain_job)
+    signals = [("drift", breach_outcomes(instance, names.drift_check, "drift_breach"))]
+    if spec.telemetry.enabled:
+        performance = breach_outcomes(instance, names.realized_check, "performance_breach")
+        signals.append(("performance", performance))
+    decisions = [
+        (should_retrain(spec.name, *outcome, triggers, store.labelled_rows, spec.retrain), trigger)
+        for trigger, outcome in signals
+    ]
+    # RETRAIN first, then a suppression worth auditing, then no breach.
+    return min(decisions, key=lambda d: _URGENCY.index(d[0].action))
+
+
+_URGENCY = [
+    RetrainAction.RETRAIN,
+    RetrainAction.WAIT_FOR_LABELS,
+    RetrainAction.BUDGET,
+    RetrainAction.COOLDOWN,
+    RetrainAction.NO_BREACH,
+]
 
 
 def audit_once(
     decision: RetrainDecision,
+    trigger: str,
     cursor: str | None,
     spec: MonitoredModelSpec,
     names: ModelNames,
     audit: AuditLog,
 ) -> str:
     """Audit a decision the first time the sensor makes it, not on every tick; new cursor."""
-    fingerprint = f"{decision.action}:{decision.onset}:{decision.as_of}"
+    fingerprint = f"{trigger}:{decision.action}:{decision.onset}:{decision.as_of}"
     if fingerprint != cursor:
         audit.append(
             AuditEvent(
@@ -84,6 +121,7 @@ def audit_once(
                 f"sensor:{names.retrain_sensor}",
                 spec.name,
                 evidence={
+                    "trigger": trigger,
                     "reason": decision.reason,
                     "onset": decision.onset,
                     "as_of": decision.as_of,
@@ -94,8 +132,10 @@ def audit_once(
     return fingerprint
 
 
-def retrain_request(decision: RetrainDecision, names: ModelNames, training_op: str):
-    """Train on what happened since the drift began: the old world is what went stale."""
+def retrain_request(
+    decision: RetrainDecision, trigger: str, names: ModelNames, training_op: str
+) -> dg.RunRequest:
+    """Train on what happened since the breach began: the old world is what went stale."""
     window = TrainingWindowConfig(first=decision.onset.isoformat(), last=decision.as_of.isoformat())
     return dg.RunRequest(
         run_key=decision.run_key,
@@ -103,7 +143,7 @@ def retrain_request(decision: RetrainDecision, names: ModelNames, training_op: s
         tags={
             AS_OF_TAG: decision.as_of.isoformat(),
             ONSET_TAG: decision.onset.isoformat(),
-            TRIGGER_TAG: "drift",
+            TRIGGER_TAG: trigger,
             TRIGGERED_BY_TAG: f"sensor:{names.retrain_sensor}",
         },
     )
@@ -117,7 +157,9 @@ def build_retrain_sensor(
         job=job,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Retrain {spec.name} when its drift check fails at error level, guarded by "
+        description=f"Retrain {spec.name} when its drift check fails at error level"
+        + (" or its realized performance breaches its bounds" if spec.telemetry.enabled else "")
+        + ", guarded by "
         f"a {spec.retrain.cooldown_days}-day cooldown, a budget of "
         f"{spec.retrain.budget_per_30_days} per 30 days and enough new labelled data.",
     )
@@ -126,13 +168,15 @@ def build_retrain_sensor(
         driftgate_home: DriftgateHomeResource,
         audit: AuditResource,
     ):
-        decision = retrain_decision(spec, names, context.instance, driftgate_home.store(spec))
+        store = driftgate_home.store(spec)
+        decision, trigger = retrain_decision(spec, names, context.instance, store)
         if decision.action is RetrainAction.NO_BREACH:
             return dg.SkipReason(decision.reason)
-        context.update_cursor(audit_once(decision, context.cursor, spec, names, audit.log()))
+        cursor = audit_once(decision, trigger, context.cursor, spec, names, audit.log())
+        context.update_cursor(cursor)
         if not decision.retrain:
-            return dg.SkipReason(decision.reason)
-        return retrain_request(decision, names, training_op)
+            return dg.SkipReason(f"{trigger}: {decision.reason}")
+        return retrain_request(decision, trigger, names, training_op)
 
     return retrain_on_drift
 
@@ -202,3 +246,40 @@ def build_safe_mode_sensor(
         )
 
     return rollback_on_failed_check
+
+
+def build_measure_sensor(spec: MonitoredModelSpec, names: ModelNames, job) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=names.measure_sensor,
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Measure {spec.name}'s realized performance again for every prediction day "
+        "a newly arrived labels partition attached labels to.",
+    )
+    def measure_on_labels(context: dg.SensorEvaluationContext):
+        after = int(context.cursor) if context.cursor else None
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=names.labels, after_storage_id=after),
+            limit=1000,
+            ascending=True,
+        ).records
+        if not records:
+            return dg.SkipReason("no labels arrived since the last tick")
+        context.update_cursor(str(records[-1].storage_id))
+        touched: dict[str, int] = {}  # prediction partition -> newest labels record
+        for record in records:
+            value = record.asset_materialization.metadata.get("prediction_partitions")
+            for partition in filter(None, str(getattr(value, "value", "") or "").split(",")):
+                touched[partition] = record.storage_id
+        if not touched:
+            return dg.SkipReason("the labels that arrived attached to no prediction")
+        return [
+            dg.RunRequest(
+                run_key=f"measure-{spec.name}-{partition}-{storage_id}",
+                partition_key=partition,
+            )
+            for partition, storage_id in sorted(touched.items())
+        ]
+
+    return measure_on_labels

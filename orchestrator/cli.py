@@ -257,18 +257,33 @@ def _run_promotion_job(model: str, config: dict):
 
 
 def _warn_if_reference_failed(model: str, result) -> None:
-    """The alias moved; if the new drift reference failed, drift checks block (stale
-    reference) until it is rebuilt: exit non-zero so that a script notices."""
+    """The alias moved; if a reference for the new champion failed, the checks that need it
+    block (stale or missing reference) until it is rebuilt: exit non-zero so that a script
+    notices."""
     from orchestrator.naming import ModelNames
 
+    names = ModelNames(model)
+    consequences = {
+        names.reference_profile: "drift checks block",
+        names.performance_reference: "performance checks fail for lack of evidence",
+    }
+    failed = [
+        f"{key.to_user_string()} ({effect} until it is materialized again)"
+        for key, effect in consequences.items()
+        if key in _job_assets(result) and not result.is_node_success(key.to_python_identifier())
+    ]
     if not result.success:
-        key = ModelNames(model).reference_profile.to_user_string()
+        what = "; ".join(failed) or "a step of the promotion job failed"
         _fail(
             DriftgateError(
-                f"the reference profile of the new champion's training data failed; drift checks "
-                f"block until `{key}` is materialized again (Dagster run {result.run_id})"
+                f"the new champion stands, but a reference failed: {what} "
+                f"(Dagster run {result.run_id})"
             )
         )
+
+
+def _job_assets(result) -> set:
+    return set(result.job_def.asset_layer.executable_asset_keys)
 
 
 @app.command()
@@ -541,3 +556,42 @@ def _evidence_summary(evidence: dict) -> str:
         if evidence.get(key):
             return f"{key}: {evidence[key]}"[:100]
     return ""
+
+
+telemetry_app = typer.Typer(help="Prediction events of monitored models.", no_args_is_help=True)
+app.add_typer(telemetry_app, name="telemetry")
+
+
+@telemetry_app.command("ingest")
+def telemetry_ingest(
+    model: str,
+    paths: Annotated[list[Path], typer.Argument(help="Parquet, CSV or JSON-lines files.")],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="parquet, csv or jsonl (default: from each suffix)."),
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Validate, redact and store prediction events a serving stack already logged; rows that
+    break the contract go to quarantine with their file row numbers and reasons."""
+    from orchestrator.core.errors import ConfigError, DataError
+    from orchestrator.specs import load_spec
+    from orchestrator.telemetry_ingest import ingest
+
+    layout = HomeLayout.resolve(str(home) if home else None)
+    try:
+        report = ingest(load_spec(model), paths, home=layout.root, fmt=fmt)
+    except (ConfigError, DataError) as e:
+        _console().print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(code=2) from e
+    _console().print(
+        f"{model}: {report.events:,} events from {report.files} file(s): "
+        f"[green]{report.accepted:,} accepted[/], "
+        f"[{'yellow' if report.rejected else 'green'}]{report.rejected:,} rejected[/]"
+    )
+    for path in report.quarantine_files:
+        _console().print(f"  quarantined: {path}")
+    if report.rejected:
+        _console().print(
+            "  rejected rows keep their file row number and reason (columns row, field, reason)"
+        )

@@ -91,19 +91,20 @@ def latest_per_partition(evaluations: list[CheckEvaluation]) -> dict[str, CheckE
     return latest
 
 
-def drift_outcomes(
-    instance: dg.DagsterInstance, key: dg.AssetCheckKey
+def breach_outcomes(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey, breach_flag: str
 ) -> tuple[list[dt.date], list[dt.date]]:
-    """(breached, passed) partitions by their latest drift evaluation.
+    """(breached, passed) partitions by the latest evaluation of a drift or performance check.
 
-    Breached: drift at error level, in a column, a segment or the joint distribution. Passed:
-    within thresholds (a warning counts as passed). A block for lack of evidence is neither:
-    it says nothing about drift.
+    Breached: failed at error level with the check's breach flag set (`drift_breach`: drift
+    in a column, a segment or the joint distribution; `performance_breach`: a metric past its
+    learned bound). Passed: not failing at error level (a warning counts as passed). A block
+    for lack of evidence is neither: it says nothing about drift or quality.
     """
     breached, passed = [], []
     for partition, evaluation in latest_per_partition(check_history(instance, key)).items():
         day = dt.date.fromisoformat(partition)
-        if evaluation.blocks and evaluation.value("drift_breach"):
+        if evaluation.blocks and evaluation.value(breach_flag):
             breached.append(day)
         elif not evaluation.blocks:
             passed.append(day)

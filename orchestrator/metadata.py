@@ -1,6 +1,7 @@
 """Core results -> Dagster metadata and check results, in one place."""
 
 import dagster as dg
+import pandas as pd
 
 from orchestrator.core.drift import DriftReport
 from orchestrator.core.gates import ExpectationFailure, GateResult, GateVerdict
@@ -87,3 +88,38 @@ def _segments_markdown(report: DriftReport) -> dg.MetadataValue:
         for s in report.ranked_segments()[:20]
     ]
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def frame_table(frame: pd.DataFrame, limit: int = 200) -> dg.MetadataValue:
+    """A small result table (SLA statistics, performance per segment) as a UI table.
+
+    Missing values stay None: NaN would serialize as invalid JSON.
+    """
+    columns = [dg.TableColumn(str(name), _inferred_type(frame[name])) for name in frame.columns]
+    shown = frame.head(limit).astype(object).where(frame.head(limit).notna(), None)
+    rows = [
+        dg.TableRecord(dict(zip(map(str, shown.columns), values, strict=True)))
+        for values in shown.itertuples(index=False)
+    ]
+    return dg.MetadataValue.table(rows, schema=dg.TableSchema(columns=columns))
+
+
+def _column_type(dtype) -> str:
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    return "string"
+
+
+def _inferred_type(column: pd.Series) -> str:
+    """Object columns holding numbers and None (undefined metrics) are numbers to the UI."""
+    if column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) in (
+        "floating",
+        "integer",
+        "mixed-integer-float",
+    ):
+        return "float"
+    return _column_type(column.dtype)

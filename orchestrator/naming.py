@@ -65,8 +65,64 @@ class ModelNames:
         return dg.AssetCheckKey(self.candidate_model, "candidate_model_not_worse_than_champion")
 
     @property
+    def prediction_events(self) -> dg.AssetKey:
+        return self.key("prediction_events")
+
+    @property
+    def sla_metrics(self) -> dg.AssetKey:
+        return self.key("sla_metrics")
+
+    @property
+    def labels(self) -> dg.AssetKey:
+        return self.key("labels")
+
+    @property
+    def performance_reference(self) -> dg.AssetKey:
+        return self.key("performance_reference")
+
+    @property
+    def realized_performance(self) -> dg.AssetKey:
+        return self.key("realized_performance")
+
+    @property
+    def estimated_performance(self) -> dg.AssetKey:
+        return self.key("estimated_performance")
+
+    @property
+    def sla_check(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(self.sla_metrics, "sla_metrics_within_sla")
+
+    @property
+    def realized_check(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(self.realized_performance, "realized_performance_within_thresholds")
+
+    @property
+    def estimated_check(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(
+            self.estimated_performance, "estimated_performance_within_thresholds"
+        )
+
+    @property
+    def agreement_check(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(
+            self.realized_performance, "realized_performance_agrees_with_estimate"
+        )
+
+    @property
     def monitor_job(self) -> str:
         return f"monitor_{self.model}_features"
+
+    @property
+    def predictions_job(self) -> str:
+        return f"monitor_{self.model}_predictions"
+
+    @property
+    def performance_job(self) -> str:
+        return f"measure_{self.model}_performance"
+
+    @property
+    def measure_sensor(self) -> str:
+        return f"measure_{self.model}_on_labels"
 
     @property
     def retrain_job(self) -> str:

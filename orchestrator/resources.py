@@ -8,6 +8,7 @@ from orchestrator.adapters.audit_store import SqliteAuditLog
 from orchestrator.adapters.home import HomeLayout
 from orchestrator.adapters.mlflow_registry import MlflowModelRegistry
 from orchestrator.adapters.partition_store import PartitionStore
+from orchestrator.adapters.telemetry_store import TelemetryStore
 from orchestrator.core.audit import AuditLog
 from orchestrator.core.registry import ModelRegistry
 from orchestrator.core.spec import MonitoredModelSpec
@@ -22,9 +23,10 @@ class DriftgateHomeResource(dg.ConfigurableResource):
         return HomeLayout.resolve(self.home)
 
     def store(self, spec: MonitoredModelSpec) -> PartitionStore:
-        return PartitionStore(
-            self.layout().data, spec.name, spec.source.features_path, spec.source.labels_path
-        )
+        return PartitionStore.for_model(self.layout().data, spec)
+
+    def telemetry(self, spec: MonitoredModelSpec) -> TelemetryStore:
+        return TelemetryStore(self.layout().telemetry(spec.name))
 
 
 class RegistryResource(dg.ConfigurableResource):

@@ -39,6 +39,10 @@ def safe_mode_rollback(
     latest = max(check_history(instance, key), key=lambda e: e.storage_id, default=None)
     if latest is None or not latest.blocks:
         return SafeModeCall(None, f"{policy.check} is not failing at error level", champion)
+    if any(latest.value(flag) is False for flag in ("performance_breach", "drift_breach")):
+        # A check that failed for lack of evidence says nothing about the champion.
+        reason = f"{policy.check} failed for lack of evidence: {latest.reason_text}"
+        return SafeModeCall(None, reason, champion)
     record = instance.get_run_record_by_id(latest.run_id)
     if record is None or record.create_timestamp <= tenure.since:
         reason = f"{policy.check} failed before v{tenure.version} became champion"

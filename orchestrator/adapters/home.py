@@ -43,6 +43,10 @@ class HomeLayout:
     def data(self) -> Path:
         return self.root / "data"
 
+    def telemetry(self, model: str) -> Path:
+        """Where one model's prediction events and their quarantine land."""
+        return self.data / model / "telemetry"
+
     def ensure(self) -> "HomeLayout":
         """Create the folders and the Dagster instance configuration if they are missing."""
         self.dagster_home.mkdir(parents=True, exist_ok=True)

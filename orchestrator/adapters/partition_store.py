@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from orchestrator.core.errors import DataError
-from orchestrator.core.spec import date_range
+from orchestrator.core.labels import LABEL_PARTITION, labelled_count
+from orchestrator.core.spec import MonitoredModelSpec, date_range
 
 
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
@@ -33,10 +33,35 @@ class PartitionStore:
     templates resolve against `root`.
     """
 
-    def __init__(self, root: Path, model: str, features_path: str, labels_path: str):
+    def __init__(
+        self,
+        root: Path,
+        model: str,
+        features_path: str,
+        labels_path: str,
+        *,
+        request_id: str = "request_id",
+        label: str = "label",
+        label_lookback_days: int = 14,
+    ):
         self.root = root
         self.model = model
         self._templates = {"features": features_path, "labels": labels_path}
+        self.request_id = request_id
+        self.label = label
+        self.label_lookback_days = label_lookback_days
+
+    @classmethod
+    def for_model(cls, root: Path, spec: MonitoredModelSpec) -> "PartitionStore":
+        return cls(
+            root,
+            spec.name,
+            spec.source.features_path,
+            spec.source.labels_path,
+            request_id=spec.request_id_column,
+            label=spec.label_column,
+            label_lookback_days=spec.performance.label_lookback_days,
+        )
 
     def source_path(self, kind: str, partition: str) -> Path:
         path = Path(self._templates[kind].format(partition=partition, model=self.model))
@@ -82,7 +107,40 @@ class PartitionStore:
         folder = self.root / self.model / table
         return sorted(p.stem for p in folder.glob("*.parquet")) if folder.exists() else []
 
+    def arrived_labels(self, first: dt.date, last: dt.date) -> pd.DataFrame:
+        """Every label file that arrived from `first` to `last`, each row marked with its
+        arrival partition (so a later write of the same request id wins)."""
+        frames = []
+        for day in date_range(first, last):
+            if self.has_source("labels", day.isoformat()):
+                frame = self.read_source("labels", day.isoformat())
+                missing = {self.request_id, self.label} - set(frame.columns)
+                if missing:
+                    path = self.source_path("labels", day.isoformat())
+                    raise DataError(
+                        f"{self.model}: label file {path} lacks columns {sorted(missing)}"
+                    )
+                frame = frame[[self.request_id, self.label]].assign(
+                    **{LABEL_PARTITION: day.isoformat()}
+                )
+                frames.append(frame)
+        if not frames:
+            return pd.DataFrame(columns=[self.request_id, self.label, LABEL_PARTITION])
+        return pd.concat(frames, ignore_index=True)
+
+    def labels_for(self, first: dt.date, last: dt.date) -> pd.DataFrame:
+        """Labels for predictions made first..last: those that arrived from `first` up to the
+        lookback after `last`."""
+        return self.arrived_labels(first, last + dt.timedelta(days=self.label_lookback_days))
+
     def labelled_rows(self, first: dt.date, last: dt.date) -> int:
-        """Rows in the label files that have landed for partitions first..last."""
-        paths = [self.source_path("labels", day.isoformat()) for day in date_range(first, last)]
-        return sum(pq.ParquetFile(path).metadata.num_rows for path in paths if path.exists())
+        """Feature rows of partitions first..last whose label has arrived."""
+        days = [d.isoformat() for d in date_range(first, last)]
+        paths = [self.table_path("feature_table", d) for d in days]
+        existing = [p for p in paths if p.exists()]
+        if not existing:
+            return 0
+        ids = pd.concat(
+            [pd.read_parquet(p, columns=[self.request_id]) for p in existing], ignore_index=True
+        )
+        return labelled_count(ids[self.request_id], self.labels_for(first, last), self.request_id)

@@ -17,13 +17,16 @@ import dagster as dg
 from assets.audit import build_audit_trail
 from assets.features import build_feature_table
 from assets.profiles import build_feature_profile, build_reference_profile
+from assets.telemetry import build_telemetry_assets
 from assets.training import build_training_assets
 from checks.contract import build_feature_contract_check, build_training_contract_check
 from checks.drift import build_drift_check
 from checks.evaluation import build_evaluation_check
 from checks.freshness import build_freshness_check
+from checks.telemetry import build_telemetry_checks
 from orchestrator.automation import (
     build_jobs,
+    build_measure_sensor,
     build_promote_sensor,
     build_retrain_sensor,
     build_safe_mode_sensor,
@@ -51,7 +54,8 @@ def _build(spec: MonitoredModelSpec) -> dg.Definitions:
     names = ModelNames(spec.name)
     daily = dg.DailyPartitionsDefinition(start_date=spec.partitions_start)
     training_dataset, candidate_model, champion_model = build_training_assets(spec, names)
-    jobs = build_jobs(names, daily)
+    jobs = build_jobs(spec, names, daily)
+    telemetry = spec.telemetry.enabled
     return dg.Definitions(
         assets=[
             build_feature_table(spec, names, daily),
@@ -61,6 +65,7 @@ def _build(spec: MonitoredModelSpec) -> dg.Definitions:
             candidate_model,
             champion_model,
             build_audit_trail(spec, names),
+            *(build_telemetry_assets(spec, names, daily) if telemetry else []),
         ],
         asset_checks=[
             build_freshness_check(spec, names),
@@ -68,12 +73,18 @@ def _build(spec: MonitoredModelSpec) -> dg.Definitions:
             build_drift_check(spec, names, daily),
             build_training_contract_check(spec, names),
             build_evaluation_check(spec, names),
+            *(build_telemetry_checks(spec, names, daily) if telemetry else []),
         ],
         jobs=list(jobs.values()),
-        schedules=[dg.build_schedule_from_partitioned_job(jobs["monitor"], hour_of_day=2)],
+        schedules=[
+            dg.build_schedule_from_partitioned_job(jobs[job], hour_of_day=2)
+            for job in ("monitor", "predictions")
+            if job in jobs
+        ],
         sensors=[
             build_retrain_sensor(spec, names, jobs["retrain"], training_dataset.op.name),
             build_promote_sensor(spec, names, jobs["promote"], champion_model.op.name),
+            *([build_measure_sensor(spec, names, jobs["performance"])] if telemetry else []),
             *(
                 [build_safe_mode_sensor(spec, names, jobs["promote"], champion_model.op.name)]
                 if spec.safe_mode.enabled

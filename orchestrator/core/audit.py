@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # gates import drift and spec; the audit log needs only the t
 
 class AuditAction(StrEnum):
     DRIFT_BREACH = "drift_breach"
+    PERFORMANCE_BREACH = "performance_breach"  # realized quality past its learned bound
     RETRAIN_REQUESTED = "retrain_requested"
     RETRAIN_SUPPRESSED = "retrain_suppressed"
     RETRAIN_WAITING = "retrain_waiting"

@@ -7,6 +7,7 @@ Evidently and NannyML. A metric that is undefined (ROC AUC with one class, no ro
 never 0 or NaN, and a gate that cannot judge fails closed.
 """
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -224,6 +225,19 @@ class MetricBound:
         """How many (floored) stds `value` is on the worse side of the mean (negative: better)."""
         gap = self.mean - value if self.higher_is_better else value - self.mean
         return gap / max(self.std, self.std_floor)
+
+    def widened(self, factor: float) -> "MetricBound":
+        """The bound for a window `factor` times noisier than a reference chunk: every
+        distance from the mean (and the std) grows by the factor."""
+        if factor <= 1.0:
+            return self
+        return dataclasses.replace(
+            self,
+            std=self.std * factor,
+            std_floor=self.std_floor * factor,
+            warn=self.mean + (self.warn - self.mean) * factor,
+            error=self.mean + (self.error - self.mean) * factor,
+        )
 
     def describe(self, k: float) -> str:
         sign = "-" if self.higher_is_better else "+"
@@ -577,6 +591,9 @@ def performance_table(
 # --- judgement -------------------------------------------------------------------------------
 
 NOT_JUDGED = "not judged"
+# Expected calibration error of a perfectly calibrated model grows as the rows shrink (bins
+# fill with fewer rows): judged only on groups at least a reference chunk large.
+SIZE_BIASED = frozenset({"calibration_error"})
 
 
 def performance_breaches(
@@ -588,8 +605,13 @@ def performance_breaches(
     records = []
     bounds = reference.bounds_ if reference is not None and reference.fitted else {}
     metrics = [m for m in policy.judged_metrics if m in table.columns]
+    chunk_rows = reference.chunk_rows_ if bounds else 0
     for row in table.to_dict("records"):
-        needed = policy.min_labelled_rows if row["segment"] == ALL else policy.min_segment_rows
+        whole = row["segment"] == ALL
+        needed = policy.min_labelled_rows if whole else policy.min_segment_rows
+        # A group smaller than a reference chunk is noisier by sqrt(chunk rows / its rows):
+        # its bounds widen by that factor (standard-error scaling).
+        factor = math.sqrt(chunk_rows / row["rows"]) if row["rows"] else 1.0
         for metric in metrics:
             value, bound = _optional(row[metric]), bounds.get(metric)
             verdict, note = NOT_JUDGED, ""
@@ -599,8 +621,18 @@ def performance_breaches(
                 note = f"{row['rows']} rows; {needed} needed"
             elif value is None:
                 note = "undefined"
+            elif metric in SIZE_BIASED and factor > 1.0:
+                note = f"{metric} reads higher on fewer rows than a reference chunk ({chunk_rows})"
             else:
+                bound = bound.widened(factor)
                 verdict = bound.verdict(value).value
+                if not whole:
+                    # With every segment x metric tested daily, warn-level bounds would cry
+                    # wolf: a segment warns only past its error bound, and never fails (the
+                    # whole version does).
+                    past_error = verdict == GateVerdict.BLOCK.value
+                    verdict = GateVerdict.WARN.value if past_error else GateVerdict.PASS.value
+                    note = "segment past its error bound: warns" if past_error else ""
             records.append(
                 {
                     **{c: row[c] for c in ("model_version", "segment", "rows")},
@@ -672,7 +704,8 @@ def evaluate_performance(
     bound, verdict = reference.bounds_[worst["metric"]], GateVerdict(worst["verdict"])
     group, value = f"{worst['model_version']} {worst['segment']}", float(worst["value"])
     blocks = verdict is GateVerdict.BLOCK
-    applied, k = (bound.error, policy.error_k) if blocks else (bound.warn, policy.warn_k)
+    warn, error = float(worst["warn"]), float(worst["error"])  # widened for small groups
+    applied, k = (error, policy.error_k) if blocks else (warn, policy.warn_k)
     metrics = {
         "worst_metric": worst["metric"],
         "worst_group": group,
@@ -682,6 +715,8 @@ def evaluate_performance(
         "rows": int(worst["rows"]),
     }
     learned = f"learned: {bound.describe(k)} of {reference.chunk_rows_} reference rows"
+    if worst["rows"] < reference.chunk_rows_:
+        learned += f", widened by sqrt({reference.chunk_rows_}/{int(worst['rows'])})"
     if verdict is GateVerdict.PASS:
         reason = (
             f"every judged metric within its warn bound; closest {worst['metric']} "
@@ -694,7 +729,7 @@ def evaluate_performance(
             f"{worst['metric']} {value:.4g} on {group} is {side} its {level} bound "
             f"{applied:.4g} ({learned})"
         )
-    return GateResult(gate, verdict, reason, metrics, {"warn": bound.warn, "error": bound.error})
+    return GateResult(gate, verdict, reason, metrics, {"warn": warn, "error": error})
 
 
 def _kind(table: pd.DataFrame) -> str:

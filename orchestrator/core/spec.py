@@ -455,9 +455,7 @@ class PerformancePolicy(_Strict):
     """
 
     task: Literal["binary_classification", "regression"] = "binary_classification"
-    metrics: list[str] | None = Field(
-        default=None, description="default: every metric of the task"
-    )
+    metrics: list[str] | None = Field(default=None, description="default: every metric of the task")
     decision_threshold: float = Field(
         default=0.5, description="score at or above which a classifier predicts the positive class"
     )
@@ -505,7 +503,9 @@ class PerformancePolicy(_Strict):
 
     @property
     def task_metrics(self) -> tuple[str, ...]:
-        return CLASSIFICATION_METRICS if self.task == "binary_classification" else REGRESSION_METRICS
+        return (
+            CLASSIFICATION_METRICS if self.task == "binary_classification" else REGRESSION_METRICS
+        )
 
     @property
     def judged_metrics(self) -> list[str]:

@@ -69,10 +69,19 @@ def train_candidate(train: pd.DataFrame, spec: MonitoredModelSpec) -> Pipeline:
     return pipeline
 
 
+def score_model(model: Pipeline, frame: pd.DataFrame, spec: MonitoredModelSpec) -> np.ndarray:
+    """The model's output per row: the positive-class probability of a classifier, the value
+    of a regressor."""
+    inputs = _categoricals_as_object(frame, spec)
+    if spec.performance.task == "regression":
+        return np.asarray(model.predict(inputs), dtype=float)
+    return model.predict_proba(inputs)[:, 1]
+
+
 def evaluate_model(model: Pipeline, holdout: pd.DataFrame, spec: MonitoredModelSpec) -> dict:
     """Binary-classification metrics on `holdout`: roc_auc, accuracy, log_loss."""
     y = holdout[spec.label_column].astype(int).to_numpy()
-    scores = model.predict_proba(_categoricals_as_object(holdout, spec))[:, 1]
+    scores = score_model(model, holdout, spec)
     return {
         "roc_auc": float(roc_auc_score(y, scores)),
         "accuracy": float(accuracy_score(y, scores >= 0.5)),

@@ -22,10 +22,12 @@ from orchestrator.bootstrap import (
 from orchestrator.core.errors import DriftgateError
 from orchestrator.core.registry import CHAMPION
 from orchestrator.core.spec import MonitoredModelSpec
-from orchestrator.demo.simulator import Landing, Scenario
+from orchestrator.core.training import score_model
+from orchestrator.demo.simulator import Landing, Scenario, serving_events, simulate_day
 from orchestrator.evidence import EVALUATED_AT_TAG, CheckEvaluation, check_in_run
 from orchestrator.governance import Governance
 from orchestrator.naming import ModelNames
+from orchestrator.prediction_logger import PredictionLogger
 from orchestrator.specs import load_spec
 
 DEMO_MARKER = ".driftgate-demo"
@@ -87,6 +89,8 @@ class DemoRun:
         self.landing = Landing(
             HomeLayout.resolve().data, spec.source.features_path, spec.source.labels_path
         )
+        self.logger = PredictionLogger(spec, demo=True) if spec.telemetry.enabled else None
+        self.models: dict[str, object] = {}
 
     # -- Dagster machinery -------------------------------------------------------------------
 
@@ -126,7 +130,14 @@ class DemoRun:
                 "dagster/sensor_name": sensor_name,
                 "dagster/run_key": request.run_key,
             }
-            results.append(self.run_job(sensor.job_name, run_config=request.run_config, tags=tags))
+            results.append(
+                self.run_job(
+                    sensor.job_name,
+                    run_config=request.run_config,
+                    tags=tags,
+                    partition_key=request.partition_key,
+                )
+            )
         if data.skip_message:
             self.timeline.add(self.today, "sensor", f"{sensor_name}: {data.skip_message}")
         return results
@@ -211,14 +222,44 @@ class DemoRun:
                     self.today, "promoted", f"champion -> v{champion.version} (replaced {replaced})"
                 )
 
+    def serve(self, day: int) -> None:
+        """The champion answers the day's requests; the serving process logs each one."""
+        champion = self.governance.registry.get_alias(self.spec.name, CHAMPION)
+        if self.logger is None or champion is None:
+            return
+        if champion.version not in self.models:
+            loaded = self.governance.registry.load_model(self.spec.name, champion.version)
+            self.models[champion.version] = loaded
+        features = simulate_day(self.scenario, day)[0]
+        scores = score_model(self.models[champion.version], features, self.spec)
+        for event in serving_events(self.scenario, day, features, scores, champion.version):
+            self.logger.log(**event)
+        self.logger.flush()
+
+    def watch_predictions(self) -> None:
+        """Compact the day's events, judge SLAs, attach arrived labels, estimate quality; then
+        measure realized quality for every day the labels touched."""
+        partition = self.today.isoformat()
+        result = self.run_job(self.names.predictions_job, partition_key=partition)
+        checks = {"sla": self.check(self.names.sla_check, result)}
+        if self.spec.performance.estimates:
+            checks["estimated quality"] = self.check(self.names.estimated_check, result)
+        self.timeline.add(self.today, "telemetry", describe_checks(**checks))
+        for run in self.tick(self.names.measure_sensor):
+            measured = run.dagster_run.tags.get("dagster/partition")
+            realized = self.check(self.names.realized_check, run)
+            self.timeline.add(
+                self.today,
+                "quality",
+                describe_checks(**{f"realized quality of {measured}": realized}),
+            )
+
     def monitor(self, day: int) -> None:
         s = self.scenario
         self.today = s.date(day)
         self.review()
-        self.landing.land(s, day, features=True, labels=False)
-        labelled_day = day - s.label_delay_days
-        if labelled_day > s.reference_days:
-            self.landing.land(s, labelled_day, features=False, labels=True)
+        self.landing.land(s, day, features=True, labels=True)
+        self.serve(day)
         result = self.run_job(
             self.names.monitor_job,
             partition_key=self.today.isoformat(),
@@ -233,6 +274,8 @@ class DemoRun:
                 drift=self.check(self.names.drift_check, result),
             ),
         )
+        if self.logger is not None:
+            self.watch_predictions()
         for run in self.tick(self.names.retrain_sensor):
             self.timeline.add(
                 self.today,
@@ -289,7 +332,11 @@ def run_demo(
         registry = defs.resources["model_registry"].registry()
         governance = Governance(spec, registry, defs.resources["audit"].log())
         demo = DemoRun(scenario, defs, instance, spec, governance, timeline)
-        demo.bootstrap()
-        for day in range(scenario.reference_days + 1, scenario.days + 1):
-            demo.monitor(day)
+        try:
+            demo.bootstrap()
+            for day in range(scenario.reference_days + 1, scenario.days + 1):
+                demo.monitor(day)
+        finally:
+            if demo.logger is not None:
+                demo.logger.close()
     return timeline

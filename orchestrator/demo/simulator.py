@@ -119,6 +119,73 @@ def _churn_logit(f: pd.DataFrame, drifted: bool) -> np.ndarray:
     )
 
 
+def labels_arriving(scenario: Scenario, day: int) -> pd.DataFrame:
+    """The labels that arrive on scenario day `day`, keyed by request id.
+
+    The reference window arrives labelled (history). After it, a day's labels arrive
+    `label_delay_days` later, with three things a real label feed does: a fifth of the first
+    monitored day's labels arrive four days late, a tenth of the second day's are sent again
+    on the fifth, and every delivery carries a few request ids no prediction has.
+    """
+    s = scenario
+    if day <= s.reference_days:
+        return simulate_day(s, day)[1]
+    first, second = s.reference_days + 1, s.reference_days + 2
+    parts = []
+    for labelled_day in range(max(first, day - s.label_delay_days - 5), day + 1):
+        truth = simulate_day(s, labelled_day)[1]
+        late = truth.index % 5 == 0 if labelled_day == first else truth.index < 0
+        if labelled_day + s.label_delay_days == day:
+            parts.append(truth[~late])
+        if labelled_day == first and labelled_day + s.label_delay_days + 4 == day:
+            parts.append(truth[late])
+        if labelled_day == second and labelled_day + 5 == day:
+            parts.append(truth[truth.index % 10 == 0])
+    if not parts:
+        return pd.DataFrame(columns=["request_id", "churned"])
+    orphans = pd.DataFrame(
+        {"request_id": [f"unknown-{day}-{i}" for i in range(3)], "churned": [0, 1, 0]}
+    )
+    return pd.concat([*parts, orphans], ignore_index=True)
+
+
+def serving_events(
+    scenario: Scenario, day: int, features: pd.DataFrame, scores: np.ndarray, version: str
+) -> list[dict]:
+    """What the serving process logs for each request of `day`: simulated latency (a slow
+    day two days after the reference window, a burst of errors two days later), the
+    champion's score, and who asked (a customer id and e-mail the logger must never store)."""
+    rng = np.random.default_rng([scenario.seed, day, 1])
+    n = len(features)
+    slow = day == scenario.reference_days + 2
+    latency = rng.lognormal(np.log(320.0 if slow else 45.0), 0.35, n)
+    status = np.full(n, "ok", dtype=object)
+    burst = day == scenario.reference_days + 4
+    status[rng.random(n) < (0.08 if burst else 0.0005)] = "error"
+    status[latency > 900.0] = "timeout"
+    customers = rng.integers(10_000, 99_999, n)
+    records = features.to_dict("records")
+    events = []
+    for i, row in enumerate(records):
+        failed = status[i] != "ok"
+        events.append(
+            {
+                "request_id": row["request_id"],
+                "timestamp": row["timestamp"].to_pydatetime(),
+                "model_version": version,
+                "latency_ms": float(latency[i]),
+                "status": status[i],
+                "fallback": "rules_v1" if failed else None,
+                "score": None if failed else float(scores[i]),
+                "prediction": None if failed else float(scores[i] >= 0.5),
+                "features": {k: v for k, v in row.items() if k not in ("request_id", "timestamp")},
+                "subject_id": f"customer-{customers[i]}",
+                "customer_email": f"customer-{customers[i]}@example.com",
+            }
+        )
+    return events
+
+
 @dataclass(frozen=True)
 class Landing:
     """Writes simulated files where the monitored model's source templates expect them."""
@@ -128,13 +195,16 @@ class Landing:
     labels_path: str
 
     def land(self, scenario: Scenario, day: int, *, features: bool, labels: bool) -> None:
-        frame, truth = simulate_day(scenario, day)
+        """Land day `day`'s features and/or the labels that arrive that day."""
         partition = scenario.date(day).isoformat()
         if features:
             write_parquet_atomically(
-                frame, self.root / self.features_path.format(partition=partition)
+                simulate_day(scenario, day)[0],
+                self.root / self.features_path.format(partition=partition),
             )
         if labels:
-            write_parquet_atomically(
-                truth, self.root / self.labels_path.format(partition=partition)
-            )
+            arriving = labels_arriving(scenario, day)
+            if len(arriving):
+                write_parquet_atomically(
+                    arriving, self.root / self.labels_path.format(partition=partition)
+                )

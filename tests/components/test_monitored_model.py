@@ -43,8 +43,32 @@ def test_demo_model_objects_are_defined():
         "training_dataset_matches_contract",
         "candidate_model_not_worse_than_champion",
         "audit_trail_is_intact",
+        "sla_metrics_within_sla",
+        "realized_performance_within_thresholds",
+        "estimated_performance_within_thresholds",
+        "realized_performance_agrees_with_estimate",
     }
     assert loaded.resolve_job_def("monitor_churn_features").partitions_def is not None
+    # telemetry is on in the demo model: its jobs, sensor and schedule exist
+    assert loaded.resolve_sensor_def("measure_churn_on_labels").job_name == (
+        "measure_churn_performance"
+    )
+    predictions = loaded.resolve_job_def("monitor_churn_predictions")
+    assert predictions.partitions_def is not None
+    assert loaded.resolve_schedule_def("monitor_churn_predictions_schedule") is not None
+    promote = loaded.resolve_job_def("promote_churn")
+    assert dg.AssetKey(["churn", "performance_reference"]) in (
+        promote.asset_layer.executable_asset_keys
+    )
+
+
+def test_a_model_without_telemetry_has_none_of_its_objects(spec):
+    from orchestrator.components import build_model_definitions
+
+    built = build_model_definitions(spec)
+    keys = {key.to_user_string() for a in built.assets for key in a.keys}
+    assert not keys & {"toy/prediction_events", "toy/labels", "toy/realized_performance"}
+    assert {s.name for s in built.sensors} == {"retrain_toy_on_drift", "promote_toy_on_approval"}
 
 
 YAML = """

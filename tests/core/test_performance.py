@@ -19,8 +19,8 @@ from orchestrator.core.errors import ConfigError, DataError, NotFittedError, Unk
 from orchestrator.core.gates import GateVerdict
 from orchestrator.core.performance import (
     PerformanceReference,
-    evaluate_disagreement,
     estimated_table,
+    evaluate_disagreement,
     evaluate_performance,
     evaluate_versions,
     expected_calibration_error,
@@ -209,16 +209,18 @@ def test_worst_breach_names_its_group_and_small_segments_are_not_judged(accuracy
     rows = [
         ("v1", "all", 500, 0.8),
         ("v2", "all", 400, 0.75),
-        ("v2", "region=eu", 60, 0.55),  # warns
+        ("v2", "region=eu", 60, 0.45),  # past the error bound: a segment only warns
+        ("v2", "region=nl", 60, 0.55),  # past warn, not error: a segment passes
         ("v2", "region=us", 49, 0.10),  # below min_segment_rows: reported, not judged
     ]
     result = evaluate_performance(table(rows), accuracy_reference, ACCURACY, gate="realized")
     assert result.verdict is GateVerdict.WARN
+    assert result.metrics["performance_breach"] is False
     assert result.metrics["worst_group"] == "v2 region=eu"
     assert result.metrics["rows"] == 60
     breaches = performance_breaches(table(rows), accuracy_reference, ACCURACY)
-    assert breaches["verdict"].tolist() == ["pass", "pass", "warn", "not judged"]
-    assert breaches.loc[3, "note"] == "49 rows; 50 needed"
+    assert breaches["verdict"].tolist() == ["pass", "pass", "warn", "pass", "not judged"]
+    assert breaches.loc[4, "note"] == "49 rows; 50 needed"
     assert breaches.loc[2, ["warn", "error"]].tolist() == pytest.approx([0.6, 0.5])
 
 
@@ -518,3 +520,26 @@ def test_estimated_table_uses_each_versions_calibration_and_skips_failed_request
     assert result.loc[0, "roc_auc"] == pytest.approx(expected)
     with pytest.raises(DataError, match="no scored predictions"):
         estimated_table(events, ["region"], BINARY, {"7": reference})
+
+
+def test_groups_smaller_than_a_reference_chunk_get_wider_bounds_and_no_calibration_verdict():
+    y, score = simulated(3, 4000)  # ten chunks of 400 rows
+    reference = PerformanceReference(BINARY).fit(y, score)
+    roc = reference.bounds_["roc_auc"]
+    rows = pd.DataFrame(
+        [
+            ("v1", "all", 400, "realized", roc.mean, 0.9),
+            ("v1", "shop=a", 100, "realized", roc.mean, 0.9),
+        ],
+        columns=["model_version", "segment", "rows", "kind", "roc_auc", "calibration_error"],
+    )
+    policy = PerformancePolicy(min_labelled_rows=100, min_segment_rows=50)
+    breaches = performance_breaches(rows, reference, policy).set_index(["segment", "metric"])
+    # a quarter of a chunk's rows: twice the noise, twice the distance from the mean
+    assert breaches.loc[("shop=a", "roc_auc"), "error"] == pytest.approx(
+        roc.mean - 2 * (roc.mean - roc.error)
+    )
+    assert breaches.loc[("all", "roc_auc"), "error"] == pytest.approx(roc.error)
+    assert breaches.loc[("shop=a", "calibration_error"), "verdict"] == "not judged"
+    assert "reads higher on fewer rows" in breaches.loc[("shop=a", "calibration_error"), "note"]
+    assert breaches.loc[("all", "calibration_error"), "verdict"] == "block"

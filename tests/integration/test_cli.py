@@ -1,8 +1,9 @@
 """The `driftgate` commands against a real MLflow registry and Dagster instance in a temp home."""
 
-import numpy as np
+import functools
+
+import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 from orchestrator.adapters.audit_store import SqliteAuditLog
@@ -12,7 +13,8 @@ from orchestrator.adapters.partition_store import PartitionStore
 from orchestrator.cli import app
 from orchestrator.core.audit import AuditAction
 from orchestrator.core.registry import CHAMPION
-from orchestrator.demo.simulator import Scenario, simulate_day
+from orchestrator.core.training import train_candidate
+from orchestrator.demo.simulator import Landing, Scenario, simulate_day
 from orchestrator.specs import load_spec
 from tests.conftest import register_version
 
@@ -20,13 +22,27 @@ pytestmark = pytest.mark.integration
 PASSING = {"gate.training_data_contract": "pass", "gate.evaluation": "pass"}
 
 
+@functools.cache
+def churn_model():
+    """A churn pipeline trained on the demo's reference window: promotion scores it there."""
+    spec = load_spec("churn")
+    scenario = Scenario(start=spec.reference_dates[0])
+    days = [simulate_day(scenario, d) for d in range(1, len(spec.reference_days) + 1)]
+    frame = pd.concat([f.merge(labels, on="request_id") for f, labels in days])
+    return train_candidate(frame, spec)
+
+
 def register(layout: HomeLayout, **tags) -> str:
     registry = MlflowModelRegistry(layout.mlflow_tracking_uri, layout.mlflow_artifacts)
-    x = np.random.default_rng(0).normal(size=(40, 2))
-    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
-    lineage = {"dagster_run_id": "r", "triggered_by": "sensor:retrain_churn_on_drift", **tags}
+    reference = ",".join(d.isoformat() for d in load_spec("churn").reference_days)
+    lineage = {
+        "dagster_run_id": "r",
+        "triggered_by": "sensor:retrain_churn_on_drift",
+        "training_partitions": reference,
+        **tags,
+    }
     audit = SqliteAuditLog(layout.audit_db)
-    return register_version(registry, audit, "churn", lineage, model_object=model)
+    return register_version(registry, audit, "churn", lineage, model_object=churn_model())
 
 
 def run(*args: str):
@@ -34,16 +50,16 @@ def run(*args: str):
 
 
 def freeze_reference_rows(layout: HomeLayout) -> None:
-    """The demo model's reference window as frozen feature partitions: what the promotion job
-    profiles as the new drift reference."""
+    """The demo model's reference window as frozen feature partitions and landed labels: what
+    the promotion job profiles as the new drift reference and scores as the performance one."""
     spec = load_spec("churn")
-    store = PartitionStore(
-        layout.data, spec.name, spec.source.features_path, spec.source.labels_path
-    )
+    store = PartitionStore.for_model(layout.data, spec)
+    landing = Landing(layout.data, spec.source.features_path, spec.source.labels_path)
     scenario = Scenario(start=spec.reference_dates[0])
     for day in range(1, len(spec.reference_days) + 1):
         frame, _ = simulate_day(scenario, day)
         store.write_table("feature_table", frame, scenario.date(day).isoformat())
+        landing.land(scenario, day, features=False, labels=True)
 
 
 def test_approve_refuses_a_non_approver_with_the_reason(home):
@@ -90,6 +106,7 @@ def test_promote_exits_non_zero_when_the_new_reference_cannot_be_profiled(home):
     run("approve", "churn", version, "--by", "ml-lead", "--reason", "ok", "--home", str(home.root))
     result = run("promote", "churn", version, "--by", "ops", "--home", str(home.root))
     assert result.exit_code == 1 and "drift checks block until" in result.output
+    assert "performance checks fail for lack of evidence" in result.output
     registry = MlflowModelRegistry(home.mlflow_tracking_uri, home.mlflow_artifacts)
     assert registry.get_alias("churn", CHAMPION).version == version  # the promotion stands
 
