@@ -29,6 +29,7 @@ from sklearn.metrics import (
 from orchestrator.core.errors import ConfigError, DataError, NotFittedError, UnknownMethodError
 from orchestrator.core.gates import GateResult, GateVerdict
 from orchestrator.core.spec import PerformancePolicy
+from orchestrator.core.telemetry import group_label
 
 ALL = "all"  # the segment of every row
 SEGMENT_PREFIX = "segment."
@@ -685,7 +686,7 @@ def evaluate_performance(
     if len(undefined):
         first = undefined.iloc[0]
         reason = (
-            f"{first['metric']} is undefined on {first['model_version']} {ALL} "
+            f"{first['metric']} is undefined on {group_label(first['model_version'], ALL)} "
             f"({first['rows']} {what}, e.g. a single class): cannot judge"
         )
         return GateResult(gate, GateVerdict.BLOCK, reason, unjudged)
@@ -702,7 +703,7 @@ def evaluate_performance(
         .iloc[0]
     )
     bound, verdict = reference.bounds_[worst["metric"]], GateVerdict(worst["verdict"])
-    group, value = f"{worst['model_version']} {worst['segment']}", float(worst["value"])
+    group, value = group_label(worst["model_version"], worst["segment"]), float(worst["value"])
     blocks = verdict is GateVerdict.BLOCK
     warn, error = float(worst["warn"]), float(worst["error"])  # widened for small groups
     applied, k = (error, policy.error_k) if blocks else (warn, policy.warn_k)
@@ -851,7 +852,15 @@ def evaluate_versions(
         for v in versions
     ]
     judged = [r for r in results if not (r.blocks and not r.metrics.get("performance_breach"))]
-    return max(judged or results, key=lambda r: _SEVERITY[r.verdict.value])
+    worst = max(judged or results, key=lambda r: _SEVERITY[r.verdict.value])
+    # Which versions breached, so that safe mode acts only on the champion's own breach (the
+    # labels of days an older version served keep arriving after a promotion).
+    breached = [
+        v for v, r in zip(versions, results, strict=True) if r.metrics.get("performance_breach")
+    ]
+    return dataclasses.replace(
+        worst, metrics={**worst.metrics, "breached_versions": ",".join(breached)}
+    )
 
 
 def version_breaches(

@@ -247,12 +247,10 @@ class DemoRun:
         self.timeline.add(self.today, "telemetry", describe_checks(**checks))
         for run in self.tick(self.names.measure_sensor):
             measured = run.dagster_run.tags.get("dagster/partition")
-            realized = self.check(self.names.realized_check, run)
-            self.timeline.add(
-                self.today,
-                "quality",
-                describe_checks(**{f"realized quality of {measured}": realized}),
-            )
+            checks = {f"realized quality of {measured}": self.check(self.names.realized_check, run)}
+            if self.spec.performance.estimates:
+                checks["estimate"] = self.check(self.names.agreement_check, run)
+            self.timeline.add(self.today, "quality", describe_checks(**checks))
 
     def monitor(self, day: int) -> None:
         s = self.scenario

@@ -486,6 +486,7 @@ def test_each_version_is_judged_against_its_own_reference(accuracy_reference):
     both = {"v1": accuracy_reference, "v2": strict}
     result = evaluate_versions(table(rows), both, ACCURACY, gate="g")
     assert result.verdict is GateVerdict.BLOCK and result.metrics["worst_group"] == "v2 all"
+    assert result.metrics["breached_versions"] == "v2"  # safe mode acts on its champion's only
     breaches = version_breaches(table([*rows, ("v3", "all", 500, 0.1)]), both, ACCURACY)
     assert breaches["verdict"].tolist() == ["pass", "block", "not judged"]
 

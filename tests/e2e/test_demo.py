@@ -126,3 +126,66 @@ def test_the_promotion_job_verifies_the_audit_trail_asset(demo):
     checks = check_history(instance, names.audit_check)
     assert len(checks) == 2 and all(c.passed for c in checks)  # after v1 and after v2
     assert instance.get_latest_materialization_event(names.audit_trail) is not None
+
+
+def latest_failures(instance, key) -> dict[str, str]:
+    """partition -> 'warn' or 'error' for the latest evaluation of each failing partition."""
+    latest = latest_per_partition(check_history(instance, key))
+    return {p: ("error" if e.blocks else "warn") for p, e in latest.items() if not e.passed}
+
+
+def test_sla_fails_on_the_slow_day_and_the_error_burst_only(demo):
+    _, _, instance = demo
+    failures = latest_failures(instance, ModelNames("churn").sla_check)
+    # the scenario: a slow day two days after the reference window, errors two days later
+    assert {p for p, level in failures.items() if level == "error"} == {date(16), date(18)}
+    slow = latest_per_partition(check_history(instance, ModelNames("churn").sla_check))
+    assert "latency_p95_ms" in slow[date(16)].reason_text
+    assert "error_rate" in slow[date(18)].reason_text
+
+
+def test_realized_quality_breaches_on_drifted_days_served_by_the_old_champion(demo):
+    home, timeline, instance = demo
+    names = ModelNames("churn")
+    latest = latest_per_partition(check_history(instance, names.realized_check))
+    breached = sorted(p for p, e in latest.items() if e.blocks and e.value("performance_breach"))
+    promoted_on = timeline.of_kind("promoted")[-1][0]
+    # labels arrive two days late: days up to 22 are measured by the end (day 24)
+    assert breached == [date(d) for d in range(DRIFT_DAY, 23) if date(d) < promoted_on]
+    assert all(not latest[date(d)].blocks for d in (15, 16))  # before the drift: no alarm
+    audit = SqliteAuditLog(home.audit_db).events("churn", [AuditAction.PERFORMANCE_BREACH])
+    assert {e.evidence["partition"] for e in audit} == set(breached)
+    estimated = latest_per_partition(check_history(instance, names.estimated_check))
+    assert sorted(estimated) == [date(d) for d in range(15, 25)]
+
+
+def test_late_duplicate_and_orphan_labels_are_counted(demo):
+    _, _, instance = demo
+    labels = {
+        record.partition_key: {
+            k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()
+        }
+        for record in instance.fetch_materializations(ModelNames("churn").labels, limit=100).records
+    }
+    # a fifth of day 15's labels arrive on day 21, after day 15 was measured; a tenth of
+    # day 16's are sent again that day; every delivery carries three unknown request ids
+    assert labels[date(21)]["late"] == 300 + 150
+    assert labels[date(21)]["duplicates"] == 150
+    assert all(m["orphans"] == 3 for p, m in labels.items() if m["received"])
+    realized = instance.get_latest_materialization_event(ModelNames("churn").realized_performance)
+    assert realized is not None
+
+
+def test_no_e_mail_or_raw_customer_id_is_stored_anywhere_under_the_home(demo):
+    import re
+
+    import pyarrow.parquet as pq
+
+    home, _, _ = demo
+    leaks = re.compile(rb"@example\.com|customer-\d{5}")
+    files = [p for p in home.root.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".parquet" and "telemetry" in p.parts for p in files)
+    for path in files:
+        assert not leaks.search(path.read_bytes()), path
+        if path.suffix == ".parquet":  # compressed pages: scan the decoded values too
+            assert not leaks.search(str(pq.read_table(path).to_pylist()).encode()), path
