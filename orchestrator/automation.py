@@ -88,7 +88,12 @@ def retrain_decision(
         performance = breach_outcomes(instance, names.realized_check, "performance_breach")
         signals.append(("performance", performance))
     decisions = [
-        (should_retrain(spec.name, *outcome, triggers, store.labelled_rows, spec.retrain), trigger)
+        (
+            should_retrain(
+                spec.name, *outcome, triggers, store.labelled_rows, spec.retrain, signal=trigger
+            ),
+            trigger,
+        )
         for trigger, outcome in signals
     ]
     # RETRAIN first, then a suppression worth auditing, then no breach.
@@ -175,7 +180,7 @@ def build_retrain_sensor(
         cursor = audit_once(decision, trigger, context.cursor, spec, names, audit.log())
         context.update_cursor(cursor)
         if not decision.retrain:
-            return dg.SkipReason(f"{trigger}: {decision.reason}")
+            return dg.SkipReason(decision.reason)
         return retrain_request(decision, trigger, names, training_op)
 
     return retrain_on_drift

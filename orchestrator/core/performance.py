@@ -840,6 +840,9 @@ def evaluate_versions(
     """Each version's rows against its own reference; the worst judged result decides. A
     version that could not be judged (too few rows) only decides when no version could be:
     a canary with fifty rows must not hide the champion's verdict, nor fake one."""
+    if table.empty:
+        reason = "no labelled predictions to judge" if _kind(table) == "realized" else "no rows"
+        return GateResult(gate, GateVerdict.BLOCK, reason, {"performance_breach": False})
     versions = _versions(table, references)
     if not versions:
         present = sorted(set(table["model_version"].astype(str)))

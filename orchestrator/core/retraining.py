@@ -49,14 +49,17 @@ def should_retrain(
     previous_triggers: Sequence[dt.date],
     labelled_rows_since: LabelCounter,
     policy: RetrainPolicy,
+    signal: str = "drift",
 ) -> RetrainDecision:
     """Decide on the current drift episode given earlier retrain triggers (their `as_of` days).
 
     `breached` and `passed` are partitions whose latest drift evaluation found drift at error
     level, or found none. The episode is the run of breached partitions after the newest passing
     one: once a partition passes again (say, against a newly promoted champion), old breaches no
-    longer ask for anything. `labelled_rows_since(onset, as_of)` counts labelled rows; a model
-    retrained before any labelled drifted data exists would only relearn the old world.
+    longer ask for anything. `signal` names the breach in the reasons ("drift", or
+    "performance" when the episode is one of realized-quality breaches).
+    `labelled_rows_since(onset, as_of)` counts labelled rows; a model retrained before any
+    labelled drifted data exists would only relearn the old world.
     """
     last_pass = max(passed, default=None)
     episode = sorted(b for b in breached if last_pass is None or b > last_pass)
@@ -64,7 +67,7 @@ def should_retrain(
         since = (
             f": latest evaluated partition {last_pass} is within thresholds" if last_pass else ""
         )
-        return RetrainDecision(RetrainAction.NO_BREACH, f"no drift breach at error level{since}")
+        return RetrainDecision(RetrainAction.NO_BREACH, f"no {signal} breach at error level{since}")
     latest = episode[-1]
     last_trigger = max(previous_triggers, default=None)
     if last_trigger is not None:
@@ -72,8 +75,8 @@ def should_retrain(
         if latest < cooldown_end:
             return RetrainDecision(
                 RetrainAction.COOLDOWN,
-                f"drift on {latest} suppressed: retraining was triggered for {last_trigger}, "
-                f"its {policy.cooldown_days}-day cooldown covers drift through "
+                f"{signal} on {latest} suppressed: retraining was triggered for {last_trigger}, "
+                f"its {policy.cooldown_days}-day cooldown covers {signal} through "
                 f"{cooldown_end - dt.timedelta(days=1)}",
                 as_of=latest,
             )
@@ -82,7 +85,7 @@ def should_retrain(
     if len(recent) >= policy.budget_per_30_days:
         return RetrainDecision(
             RetrainAction.BUDGET,
-            f"drift on {latest} suppressed: {len(recent)} retrainings in the 30 days before, "
+            f"{signal} on {latest} suppressed: {len(recent)} retrainings in the 30 days before, "
             f"budget is {policy.budget_per_30_days}",
             as_of=latest,
         )
@@ -90,7 +93,7 @@ def should_retrain(
     if not fresh:
         return RetrainDecision(
             RetrainAction.COOLDOWN,
-            f"drift up to {latest} already triggered the retraining for {last_trigger}",
+            f"{signal} up to {latest} already triggered the retraining for {last_trigger}",
             as_of=latest,
         )
     onset = fresh[0]
@@ -98,14 +101,14 @@ def should_retrain(
     if labelled < policy.min_new_labelled_rows:
         return RetrainDecision(
             RetrainAction.WAIT_FOR_LABELS,
-            f"drift since {onset}: {labelled} labelled rows since then, "
+            f"{signal} since {onset}: {labelled} labelled rows since then, "
             f"{policy.min_new_labelled_rows} needed before retraining",
             onset=onset,
             as_of=latest,
         )
     return RetrainDecision(
         RetrainAction.RETRAIN,
-        f"drift since {onset} (latest {latest}); {labelled} labelled rows since onset",
+        f"{signal} since {onset} (latest {latest}); {labelled} labelled rows since onset",
         onset=onset,
         as_of=latest,
         run_key=retrain_run_key(model, onset),

@@ -78,3 +78,11 @@ def test_zero_cooldown_does_not_retrain_twice_for_the_same_days():
 def test_cooldown_boundary_is_exclusive():
     assert decide([day(9)], triggers=[day(3)]).action is RetrainAction.COOLDOWN
     assert decide([day(10)], triggers=[day(3)]).action is RetrainAction.RETRAIN
+
+
+def test_a_performance_episode_is_named_as_such_in_every_reason():
+    quiet = should_retrain("churn", [], [day(1)], [], plenty, POLICY, signal="performance")
+    cooling = should_retrain("churn", [day(5)], [], [day(3)], plenty, POLICY, signal="performance")
+    assert quiet.reason.startswith("no performance breach")
+    assert cooling.reason.startswith("performance on 2026-01-06 suppressed")
+    assert "drift" not in quiet.reason + cooling.reason
