@@ -84,7 +84,8 @@ def latest_labels(labels: pd.DataFrame, request_id: str, label: str) -> tuple[pd
 
     Returns (columns request_id, label, label_partition in the caller's column names, one row
     per request id, ordered by when the winning label was written; how many rows it
-    superseded). Rows without a request id label no request: they are dropped, not counted.
+    superseded). Rows without a request id label no request and are left out here: callers
+    that receive labels (`attach_labels`) quarantine and count them before this runs.
     """
     _require(labels, [request_id, label, LABEL_PARTITION], "the labels")
     return _last_writes(labels[[request_id, label, LABEL_PARTITION]], request_id)

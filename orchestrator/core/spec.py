@@ -415,6 +415,29 @@ class SLAPolicy(_Strict):
         return value
 
 
+# The prediction-event contract's own fields (orchestrator.core.telemetry stores them): a
+# declared identifier or pii field may not reuse one, or its raw value could be stored as that
+# field, or its hash overwrite another.
+EVENT_FIELDS = (
+    "schema_version",
+    "model_name",
+    "model_version",
+    "environment",
+    "timestamp",
+    "request_id",
+    "trace_id",
+    "latency_ms",
+    "status",
+    "fallback",
+    "subject_id",
+    "subject_hash",
+    "prediction",
+    "score",
+    "features",
+    "segments",
+)
+
+
 class TelemetryPolicy(_Strict):
     """Prediction events: what they may carry and how the people behind them are protected.
 
@@ -439,6 +462,12 @@ class TelemetryPolicy(_Strict):
         for name in [*self.identifiers, *self.pii]:
             if not _NAME.match(name):
                 raise ValueError(f"field {name!r} must be lower_snake_case")
+            hashed = f"{name}_hash" if name in self.identifiers else name
+            if name in EVENT_FIELDS or hashed in EVENT_FIELDS or name.endswith("_hash"):
+                raise ValueError(
+                    f"field {name!r} is a field of the prediction-event contract (or ends in "
+                    "_hash, which driftgate writes); declare the raw field under another name"
+                )
         return self
 
 

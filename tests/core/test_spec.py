@@ -18,6 +18,13 @@ from tests.conftest import small_spec
         ({"drift": {"thresholds": {"psi": {"warn": 0.3, "error": 0.1}}}}, "must not exceed"),
         ({"drift": {"numerical_methods": ["psy"]}}, "unknown drift method 'psy'"),
         ({"approval": {"approvers": []}}, "at least one approver"),
+        ({"telemetry": {"pii": ["trace_id"]}}, "'trace_id' is a field of the prediction-event"),
+        ({"telemetry": {"identifiers": ["subject"]}}, "'subject' is a field"),  # subject_hash
+        ({"telemetry": {"identifiers": ["email"], "pii": ["email"]}}, "both as identifiers"),
+        ({"telemetry": {"pii": ["x1"]}}, "['x1'] are model features"),
+        ({"telemetry": {"sla": {"limits": {"p95": {"warn": 1, "error": 2}}}}}, "unknown SLA"),
+        ({"performance": {"task": "regression", "metrics": ["roc_auc"]}}, "do not apply to"),
+        ({"performance": {"warn_k": 4, "error_k": 3}}, "must not exceed error_k"),
     ],
 )
 def test_invalid_configuration_names_the_problem(override, message):
