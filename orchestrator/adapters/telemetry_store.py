@@ -4,13 +4,20 @@ process killed mid-write) never leave or see half a file.
     <root>/events/date=YYYY-MM-DD/part-<utc time>-<uuid4 hex>.parquet
     <root>/quarantine/date=YYYY-MM-DD/part-<utc time>-<uuid4 hex>.parquet
 
-`root` is `HomeLayout.data / <model> / "telemetry"`.
+`root` is `HomeLayout.telemetry(<model>)`. A file is written as a dot-file ending in `.tmp`,
+fsynced, then renamed; a new `date=` folder is fsynced into its parent, so that a power cut
+loses neither. A process killed mid-write leaves its `.tmp` file behind: the first write of a
+store removes those older than an hour (TMP_MAX_AGE_S), an age no write in progress reaches
+(files staged by `staged()` are touched each time another file is staged).
 """
 
 import datetime as dt
 import os
 import tempfile
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +30,7 @@ DROPPED_KEY = b"driftgate.dropped"
 SOURCE_KEY = b"driftgate.source"
 EVENTS = "events"
 QUARANTINE = "quarantine"
+TMP_MAX_AGE_S = 3600.0
 
 
 class TelemetryStore:
@@ -34,6 +42,27 @@ class TelemetryStore:
     def __init__(self, root: Path, schema: pa.Schema | None = None):
         self.root = Path(root)
         self.schema = schema
+        self._swept = False
+        self._staged: list[tuple[Path, Path]] | None = None
+
+    @contextmanager
+    def staged(self) -> Iterator["TelemetryStore"]:
+        """A store whose writes appear together when the block ends, and not at all if it
+        raises: files are written and fsynced as `.tmp` files, then renamed one after the
+        other (a crash during the renames can still leave part of them)."""
+        writer = TelemetryStore(self.root, self.schema)
+        writer._swept, writer._staged = self._swept, []
+        try:
+            yield writer
+        except BaseException:
+            for tmp, _ in writer._staged:
+                tmp.unlink(missing_ok=True)
+            raise
+        for tmp, path in writer._staged:
+            os.replace(tmp, path)
+        for folder in dict.fromkeys(path.parent for _, path in writer._staged):
+            _fsync_folder(folder)
+        self._swept = writer._swept
 
     def write_events(self, table: pa.Table, *, dropped: int = 0) -> list[Path]:
         """One file per UTC date of `timestamp`. `dropped` (events a logger could not queue
@@ -128,25 +157,60 @@ class TelemetryStore:
         return (empty or pa.schema([])).empty_table()
 
     def _write(self, kind: str, day: str, table: pa.Table, metadata: dict) -> Path:
+        if not self._swept:
+            self._sweep()
         folder = self._folder(kind, day)
-        folder.mkdir(parents=True, exist_ok=True)
+        _make_folder(folder)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         path = folder / f"part-{stamp}-{uuid.uuid4().hex}.parquet"
         if metadata:
             extra = {k: str(v).encode() for k, v in metadata.items()}
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                pq.write_table(table, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        tmp = _write_tmp(folder, path.name, table)
+        if self._staged is not None:
+            for staged, _ in self._staged:  # still in progress: not a leftover to sweep
+                os.utime(staged)
+            self._staged.append((tmp, path))
+            return path
+        os.replace(tmp, path)
         _fsync_folder(folder)  # the rename itself survives a power cut
         return path
+
+    def _sweep(self) -> None:
+        """Remove `.tmp` files older than TMP_MAX_AGE_S: left by a process killed mid-write."""
+        self._swept = True
+        cutoff = time.time() - TMP_MAX_AGE_S
+        for tmp in self.root.glob("*/date=*/.*.tmp"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+            except FileNotFoundError:  # another process swept it first
+                continue
+
+
+def _write_tmp(folder: Path, name: str, table: pa.Table) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pq.write_table(table, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _make_folder(folder: Path) -> None:
+    """`folder` and any missing parent, each fsynced into its parent: a file renamed into a
+    folder whose own entry was lost in a power cut is lost with it."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        created.mkdir(exist_ok=True)
+        _fsync_folder(created.parent)
 
 
 def _by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:

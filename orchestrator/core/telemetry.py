@@ -13,13 +13,14 @@ declared identifier under its own name; features and segments come flat (`featur
 
 import datetime as dt
 import hashlib
+import itertools
 import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -69,10 +70,18 @@ _SCALAR_INPUTS = (
     "score",
 )
 _NESTED = {"features": "feature", "segments": "segment"}
-# Marks a value that is not a scalar (a dict where a number belongs) in columns built from
-# Python objects, so that the rule for its field rejects it; it can never be a real value.
-_INVALID = "\x00driftgate:not-a-scalar\x00"
+# Markers in string columns built from Python values, for what no plain value stands for, so
+# that the rule of the value's field decides; none can be a real value (each starts with NUL).
+_MARK = "\x00driftgate:"
+_INVALID = _MARK + "not-a-scalar"  # a dict, a list, bytes, a UUID...: no field takes it
+_NAIVE = _MARK + "naive-timestamp"  # a datetime without a zone
+_TRUE, _FALSE = _MARK + "true", _MARK + "false"  # a bool among values of other kinds
 _RECORDS_METADATA = b"driftgate.records"
+
+# A field name is shown (in quarantine, in messages) only if it reads as a name: a data file's
+# header or a client's dict key can be anything, an e-mail address included.
+_SHOWN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+HIDDEN_NAME = "unknown field (name not shown: not an identifier)"
 
 _NUMERIC_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 _AWARE_RE = (
@@ -81,6 +90,11 @@ _AWARE_RE = (
 _NAIVE_RE = r"^\s*\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?)?\s*$"
 _NAN_RE = r"^\s*[+-]?nan\s*$"
 _MAX_EPOCH_SECONDS = 1e11  # year ~5000: beyond it the number is milliseconds, not seconds
+# The plausible-time rule: an event happened between these bounds, the later one read at
+# validation time. Earlier is a unit or clock error (epoch 0, a default date); later, a clock
+# far ahead. Either would file the event under a day it does not belong to.
+EARLIEST_EVENT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+FUTURE_SLACK = dt.timedelta(days=1)
 
 
 # --- the contract ----------------------------------------------------------------------------
@@ -211,6 +225,17 @@ def resolve_key(env_name: str, *, demo: bool = False) -> bytes:
     return key
 
 
+def check_key(key: bytes) -> bytes:
+    """A key given directly (not through the environment), held to the same rule: bytes, at
+    least 16 of them; the error never shows the key."""
+    if not isinstance(key, bytes | bytearray) or len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"the telemetry HMAC key must be at least {MIN_KEY_BYTES} bytes; "
+            "use a longer random secret"
+        )
+    return bytes(key)
+
+
 class Redactor:
     """Keyed hashes (HMAC-SHA256, hex) of identifiers, so that the same person has the same
     hash under one key and cannot be found again without it."""
@@ -232,12 +257,7 @@ class Redactor:
         return "Redactor(<key hidden>)"
 
     def hash_value(self, value: str | bytes) -> str:
-        data = value.encode() if isinstance(value, str) else value
-        inner = self._inner.copy()
-        inner.update(data)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
+        return self._digest(value.encode() if isinstance(value, str) else value)
 
     def hash_array(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Hex digests of string values; nulls stay null. Each distinct value is hashed once."""
@@ -248,103 +268,200 @@ class Redactor:
             return pa.array([], pa.string())
         encoded = array.dictionary_encode()
         distinct = encoded.dictionary.cast(pa.binary()).to_pylist()
-        inner_copy, outer_copy = self._inner.copy, self._outer.copy
-
-        def digest(data: bytes) -> str:
-            inner = inner_copy()
-            inner.update(data)
-            outer = outer_copy()
-            outer.update(inner.digest())
-            return outer.hexdigest()
-
-        hashed = pa.array([digest(v) for v in distinct], pa.string())
+        hashed = pa.array([self._digest(v) for v in distinct], pa.string())
         return hashed.take(encoded.indices)
+
+    def _digest(self, data: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 # --- Python objects to Arrow -----------------------------------------------------------------
 
+_NONE = type(None)
+_PLAIN = {str: pa.string(), float: pa.float64(), int: pa.int64(), bool: pa.bool_()}
+_EXACT_FLOAT_INT = 2**53  # beyond it a float no longer holds every integer
+_EMPTY: Mapping = {}
+_NOT_A_MAPPING = object()
 
-def column_from_values(values: Sequence) -> pa.Array:
-    """An Arrow column from Python values of one field, whatever they are: mixed numbers and
-    strings become strings (the field's rule then parses them), non-scalars become a marker
-    its rule rejects."""
+
+def column_from_values(values: Sequence, *, timestamps: bool = False) -> pa.Array:
+    """An Arrow column from Python values of one field, whatever they are.
+
+    Arrow never infers a type from the client's objects (its inference crashes the process on
+    some mixes of numpy scalars): each value is first made a plain str, int, float, bool or
+    None here, and the column is built with an explicit type. Values of mixed kinds become
+    text (each field's rule parses it); anything else becomes a marker its field's rule
+    rejects. With `timestamps`, an aware datetime becomes epoch seconds and a naive one a
+    "no time zone" marker, so that each row is judged on its own value.
+    """
+    values = list(values)
+    kinds = set(map(type, values))
+    if not kinds <= _PLAIN.keys() | {_NONE}:
+        values = [_plain(v, timestamps) for v in values]
+        kinds = set(map(type, values))
+    kinds.discard(_NONE)
     try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        pass
-    if all(v is None or isinstance(v, int | float | np.number) for v in values):
-        return pa.array([None if v is None else float(v) for v in values], pa.float64())
-    return pa.array([_as_text(v) for v in values], pa.string())
+        return _typed(values, kinds)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        # A string UTF-8 cannot encode (a lone surrogate, which JSON allows): only it is refused.
+        return pa.array([_encodable(v) for v in _texts(values)], pa.string())
 
 
-def _as_text(value: object) -> str | None:
-    if value is None or isinstance(value, str):
+def _plain(value: object, timestamps: bool) -> object:
+    """`value` as a plain scalar or None, or the marker its field's rule rejects."""
+    if isinstance(value, np.generic) and not isinstance(value, np.datetime64 | np.timedelta64):
+        value = value.item()  # the Python value a numpy scalar holds (np.str_ included)
+    if value is None or type(value) in _PLAIN:
         return value
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, int | float | Decimal | np.number):
-        return str(value)
+    if value is pd.NaT or value is pd.NA:  # pandas' missing values
+        return None
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):  # int subclasses (IntEnum); bool cannot be subclassed
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value)
+    if isinstance(value, dt.datetime | np.datetime64):
+        return _instant(value) if timestamps else _INVALID
     return _INVALID
 
 
-def columns_from_mappings(values: Sequence, container: str) -> dict[str, pa.Array]:
-    """Flat columns (`feature.<key>`, `segment.<key>`) from a nested `features`/`segments`
-    field holding one mapping (or None) per event; anything else marks the event."""
-    prefix = _NESTED[container]
-    try:  # the usual batch: Arrow converts the dicts to one struct column in C++
-        struct = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        struct = None
-    if struct is not None and pa.types.is_struct(struct.type):
-        names = [field.name for field in struct.type]
-        return {f"{prefix}.{n}": c for n, c in zip(names, struct.flatten(), strict=True)}
-    keys: dict[object, None] = {}
-    malformed = False
+def _instant(value: dt.datetime | np.datetime64) -> float | str | None:
+    if isinstance(value, np.datetime64):
+        return None if np.isnat(value) else _NAIVE  # numpy datetimes carry no zone
+    try:
+        return _NAIVE if value.utcoffset() is None else value.timestamp()
+    except Exception:  # a client's tzinfo can raise anything: the value is then unusable
+        return _INVALID
+
+
+def _typed(values: list, kinds: set[type]) -> pa.Array:
+    if not kinds:
+        return pa.nulls(len(values))
+    if len(kinds) == 1:
+        (kind,) = kinds
+        try:
+            return pa.array(values, _PLAIN[kind])
+        except (OverflowError, pa.ArrowInvalid):
+            if kind is not int:
+                raise
+    elif kinds == {int, float} and all(
+        -_EXACT_FLOAT_INT <= v <= _EXACT_FLOAT_INT for v in values if type(v) is int
+    ):
+        return pa.array(values, pa.float64())
+    # Mixed kinds, or integers beyond int64 or a float's exact range: text, so that an
+    # identifier keeps the integer's exact digits and each field's rule parses the rest.
+    return pa.array(_texts(values), pa.string())
+
+
+def _texts(values: list) -> list[str | None]:
+    """Plain values as the text Arrow's cast gives them (floats formatted by Arrow itself, so
+    that an identifier hashes the same whatever else its batch holds); bools as markers."""
+    floats = [v for v in values if type(v) is float]
+    formatted = iter(pa.array(floats, pa.float64()).cast(pa.string()).to_pylist())
+    texts: list[str | None] = []
     for value in values:
-        if isinstance(value, Mapping):
-            keys.update(dict.fromkeys(value))
-        elif value is not None:
-            malformed = True
-    columns = {
-        f"{prefix}.{key}": column_from_values(
-            [v.get(key) if isinstance(v, Mapping) else None for v in values]
-        )
-        for key in keys
-    }
-    if malformed:
-        columns[container] = pa.array(
-            [None if v is None or isinstance(v, Mapping) else True for v in values], pa.bool_()
-        )
+        kind = type(value)
+        if value is None or kind is str:
+            texts.append(value)
+        elif kind is bool:
+            texts.append(_TRUE if value else _FALSE)
+        elif kind is float:
+            texts.append(next(formatted))
+        else:
+            texts.append(_digits(value))
+    return texts
+
+
+def _digits(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError:  # more digits than Python converts (sys.set_int_max_str_digits)
+        return _INVALID
+
+
+def _encodable(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return _INVALID
+    return text
+
+
+def _as_mapping(value: object) -> object:
+    """A dict, None, or _NOT_A_MAPPING; other mappings are copied (they may be lazy or live)."""
+    if value is None or type(value) is dict:
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return dict(value)
+        except Exception:  # a client's mapping can raise anything while read
+            return _NOT_A_MAPPING
+    return _NOT_A_MAPPING
+
+
+def _key_names(keys: Iterable) -> dict[object, str]:
+    """A column-name suffix per key; a key that is no string gets a name no field has."""
+    names: dict[object, str] = {}
+    for index, key in enumerate(keys):
+        if type(key) is str:
+            names[key] = key
+        else:
+            names[key] = str.__str__(key) if isinstance(key, str) else f"\x00key-{index}"
+    return names
+
+
+def columns_from_mappings(values: Sequence, container: str) -> list[tuple[str, pa.Array]]:
+    """A nested `features`/`segments` field holding one mapping (or None) per event, as Arrow
+    columns named `container`: a struct with one explicitly built child per key, and, if some
+    value is not a mapping, a boolean column marking those events (its rule rejects them)."""
+    if set(map(type, values)) <= {dict, _NONE}:
+        mappings = list(values)
+    else:
+        mappings = [_as_mapping(v) for v in values]
+    dicts = [m if type(m) is dict else _EMPTY for m in mappings]
+    names = _key_names(dict.fromkeys(itertools.chain.from_iterable(dicts)))
+    columns = []
+    if names:
+        children = [column_from_values([d.get(key) for d in dicts]) for key in names]
+        columns.append((container, pa.StructArray.from_arrays(children, list(names.values()))))
+    if any(m is _NOT_A_MAPPING for m in mappings):
+        marked = [True if m is _NOT_A_MAPPING else None for m in mappings]
+        columns.append((container, pa.array(marked, pa.bool_())))
     return columns
 
 
 def columns_from_records(
     records: Sequence[Mapping | None], *, drop: Iterable[str] = ()
-) -> dict[str, pa.Array]:
-    """Columns of raw events given as Python mappings (None for an event without any);
-    nested `features`/`segments` are flattened, and `drop` (personal data) never becomes a
-    column."""
+) -> list[tuple[str, pa.Array]]:
+    """Columns of raw events given as Python mappings (None for an event without any), as
+    (name, column) pairs; `drop` (personal data) never becomes a column."""
     dropped = set(drop)
-    keys: dict[str, None] = {}
-    for record in records:
-        if record:
-            keys.update(dict.fromkeys(record))
-    columns: dict[str, pa.Array] = {}
-    for key in keys:
-        if key in dropped:
+    rows = [r or _EMPTY for r in records]
+    columns: list[tuple[str, pa.Array]] = []
+    for key, name in _key_names(dict.fromkeys(itertools.chain.from_iterable(rows))).items():
+        if name in dropped:
             continue
-        values = [r.get(key) if r else None for r in records]
-        if key in _NESTED:
-            columns.update(columns_from_mappings(values, key))
+        values = [r.get(key) for r in rows]
+        if name in _NESTED:
+            columns += columns_from_mappings(values, name)
         else:
-            columns[str(key)] = column_from_values(values)
+            columns.append((name, column_from_values(values, timestamps=name == "timestamp")))
     return columns
 
 
-def raw_table(columns: Mapping[str, pa.Array], rows: int) -> pa.Table:
-    """A table of raw columns built from Python values, for `validate_batch`."""
+def raw_table(columns: Sequence[tuple[str, pa.Array]], rows: int) -> pa.Table:
+    """A table of raw (name, column) pairs built from Python values, for `validate_batch`; a
+    name may repeat, as in a DataFrame (and a nested field with its marker column)."""
     # An all-null column of no known name is ignored by validation; it keeps the row count.
-    table = pa.table(dict(columns) if columns else {"_rows": pa.nulls(rows)})
+    pairs = list(columns) or [("_rows", pa.nulls(rows))]
+    table = pa.Table.from_arrays([c for _, c in pairs], names=[n for n, _ in pairs])
     return table.replace_schema_metadata({_RECORDS_METADATA: b"1"})
 
 
@@ -354,17 +471,22 @@ def table_from_records(records: Sequence[Mapping], *, drop: Iterable[str] = ()) 
 
 
 def _from_pandas(frame: pd.DataFrame) -> pa.Table:
-    columns: dict[str, pa.Array] = {}
-    for name in frame.columns:
-        series = frame[name]
-        if name in _NESTED and series.dtype == object:
-            columns.update(columns_from_mappings(_python_values(series), name))
-            continue
-        try:
-            columns[str(name)] = pa.array(series, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-            columns[str(name)] = column_from_values(_python_values(series))
-    return raw_table(columns, len(frame))
+    """Typed columns as Arrow reads them; object columns (any Python values) value by value."""
+    pairs: list[tuple[str, pa.Array]] = []
+    for index, label in enumerate(frame.columns):
+        name, series = str(label), frame.iloc[:, index]
+        if series.dtype != object:
+            try:
+                pairs.append((name, pa.array(series, from_pandas=True)))
+                continue
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                pass
+        values = _python_values(series)
+        if name in _NESTED:
+            pairs += columns_from_mappings(values, name)
+        else:
+            pairs.append((name, column_from_values(values, timestamps=name == "timestamp")))
+    return raw_table(pairs, len(frame))
 
 
 def _python_values(series: pd.Series) -> list:
@@ -405,32 +527,60 @@ def _is_number(kind: pa.DataType) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
 
 
-def _to_string(array: pa.Array, sentinels: bool) -> tuple[pa.Array, np.ndarray]:
-    """(strings, rows whose value is not a scalar that reads as a string)."""
+class _Marks(NamedTuple):
+    """Rows of a string column built from Python values that hold a marker, by marker."""
+
+    any: np.ndarray
+    naive: np.ndarray
+    true: np.ndarray
+    false: np.ndarray
+
+
+def _marks(strings: pa.Array) -> _Marks | None:
+    marked = _mask(pc.starts_with(strings, _MARK))
+    if not marked.any():
+        return None
+    naive, true, false = (_mask(pc.equal(strings, m)) for m in (_NAIVE, _TRUE, _FALSE))
+    return _Marks(marked, naive, true, false)
+
+
+def _to_string(
+    array: pa.Array, sentinels: bool, *, booleans: bool = False
+) -> tuple[pa.Array, np.ndarray]:
+    """(strings, rows whose value is not a scalar that reads as a string). A boolean reads as
+    "true"/"false" only with `booleans` (categorical values): no identifier, and no string
+    the contract defines, is a boolean."""
     array = _decoded(array)
     n, kind = len(array), array.type
     nothing = np.zeros(n, dtype=bool)
     if pa.types.is_null(kind):
         return pa.nulls(n, pa.string()), nothing
-    if not (_is_stringlike(kind) or _is_number(kind) or pa.types.is_boolean(kind)):
+    if booleans and pa.types.is_boolean(kind):
+        return array.cast(pa.string()), nothing
+    if not (_is_stringlike(kind) or _is_number(kind)):
         return pa.nulls(n, pa.string()), _present(array)
     strings = array.cast(pa.string())
-    if sentinels and _is_stringlike(kind):
-        marked = _mask(pc.equal(strings, _INVALID))
-        if marked.any():
-            return pc.if_else(pa.array(marked), None, strings), marked
-    return strings, nothing
+    marks = _marks(strings) if sentinels and _is_stringlike(kind) else None
+    if marks is None:
+        return strings, nothing
+    strings = pc.if_else(pa.array(marks.any), None, strings)
+    if not booleans:
+        return strings, marks.any
+    strings = pc.if_else(pa.array(marks.true), "true", strings)
+    strings = pc.if_else(pa.array(marks.false), "false", strings)
+    return strings, marks.any & ~marks.true & ~marks.false
 
 
 def _to_float(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(values with NaN where null or unreadable, present, not a number)."""
+    """(values with NaN where null or unreadable, present, not a number). A boolean is not a
+    number: True as a latency or a score is a client's bug, not 1.0."""
     array = _decoded(array)
     n, kind = len(array), array.type
     present = _present(array)
     nothing = np.zeros(n, dtype=bool)
     if pa.types.is_null(kind):
         return np.full(n, np.nan), present, nothing
-    if _is_number(kind) or pa.types.is_boolean(kind):
+    if _is_number(kind):
         values = array.cast(pa.float64(), safe=False)
         return _float_numpy(values), present, nothing
     if not _is_stringlike(kind):
@@ -460,11 +610,8 @@ class _Instants:
     invalid: np.ndarray
     present: np.ndarray
 
-    def array(self) -> pa.Array:
-        return pa.array(self.micros, pa.int64(), mask=~self.ok).cast(TIMESTAMP)
 
-
-def _to_instants(array: pa.Array) -> _Instants:
+def _to_instants(array: pa.Array, sentinels: bool) -> _Instants:
     """Timestamps with a zone, ISO 8601 strings with an offset or Z, or epoch seconds."""
     array = _decoded(array)
     n, kind = len(array), array.type
@@ -480,14 +627,24 @@ def _to_instants(array: pa.Array) -> _Instants:
         micros, ok = _epoch_micros(_to_float(array)[0])
         invalid = present & ~ok
     elif _is_stringlike(kind):
-        strings = array.cast(pa.string())
-        try:
-            micros, ok = _micros(strings.cast(TIMESTAMP)), present
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            micros, ok, naive = _parse_instant_strings(strings)
-            invalid = present & ~ok & ~naive
+        return _string_instants(array.cast(pa.string()), sentinels, present)
     elif not pa.types.is_null(kind):
         invalid = present
+    return _Instants(micros, ok, naive, invalid, present)
+
+
+def _string_instants(strings: pa.Array, sentinels: bool, present: np.ndarray) -> _Instants:
+    marks = _marks(strings) if sentinels else None
+    if marks is not None:
+        strings = pc.if_else(pa.array(marks.any), None, strings)
+    try:
+        micros, ok = _micros(strings.cast(TIMESTAMP)), _present(strings)
+        naive = np.zeros(len(strings), dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        micros, ok, naive = _parse_instant_strings(strings)
+    invalid = _present(strings) & ~ok & ~naive
+    if marks is not None:
+        naive, invalid = naive | marks.naive, invalid | (marks.any & ~marks.naive)
     return _Instants(micros, ok, naive, invalid, present)
 
 
@@ -531,12 +688,32 @@ def _parse_instant_strings(strings: pa.Array) -> tuple[np.ndarray, np.ndarray, n
     return micros, ok, naive
 
 
+def _plausible(micros: np.ndarray) -> np.ndarray:
+    """The plausible-time rule (EARLIEST_EVENT to now + FUTURE_SLACK, UTC)."""
+    unit = dt.timedelta(microseconds=1)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    earliest = (EARLIEST_EVENT - epoch) // unit
+    latest = (dt.datetime.now(dt.UTC) + FUTURE_SLACK - epoch) // unit
+    return (micros >= earliest) & (micros <= latest)
+
+
 # --- validation ------------------------------------------------------------------------------
 
 _UNKNOWN = "is not a field of the prediction-event contract (unknown fields are never stored)"
 _COMPUTED = "is computed by driftgate; send the raw {raw} and it is stored only as a keyed hash"
 _REQUIRED_REASON = "is required"
-_DUPLICATE = "duplicate request_id in batch; the last one is kept"
+_DUPLICATE = "is repeated later in the batch; the last one is kept"
+_REPEATED = "is given more than once (a repeated column); send each field once"
+_IMPLAUSIBLE = (
+    f"must fall between {EARLIEST_EVENT:%Y-%m-%d} and one day after now, UTC "
+    "(the plausible-time rule)"
+)
+
+
+def shown_name(name: str) -> str:
+    """`name` if it reads as a field name, else HIDDEN_NAME: a name that came with the data
+    (a file's header, a client's dict key) may itself be personal data."""
+    return name if _SHOWN_NAME.fullmatch(name) else HIDDEN_NAME
 
 
 class _Rules:
@@ -557,23 +734,22 @@ class _Rules:
         return bad
 
 
-def _columns(data: pa.Table) -> tuple[dict[str, pa.Array], bool]:
+def _columns(data: pa.Table) -> tuple[dict[str, pa.Array], bool, dict[str, np.ndarray]]:
     """Column name to one array, with nested features/segments flattened to `feature.<key>`,
-    `segment.<key>` (a flat column wins where both carry a value)."""
+    `segment.<key>` (a flat column wins where both carry a value); the rows where a repeated
+    column name carries more than one value."""
     sentinels = (data.schema.metadata or {}).get(_RECORDS_METADATA) == b"1"
     columns: dict[str, pa.Array] = {}
     nested: dict[str, pa.Array] = {}
-    for name in data.column_names:
-        array = _decoded(_combine(data.column(name)))
+    repeated: dict[str, np.ndarray] = {}
+    for index, name in enumerate(data.column_names):  # by index: a name may repeat
+        array = _decoded(_combine(data.column(index)))
         if name in _NESTED and pa.types.is_struct(array.type):
-            children = array.flatten()
-            for index, child in enumerate(children):
-                nested[f"{_NESTED[name]}.{array.type.field(index).name}"] = _decoded(child)
+            nested.update(_struct_columns(array, _NESTED[name]))
         elif name in _NESTED and pa.types.is_map(array.type):
             nested.update(_map_columns(array, _NESTED[name]))
-        elif name in columns:  # a repeated column name: the first value wins
-            if columns[name].type == array.type:
-                columns[name] = pc.coalesce(columns[name], array)
+        elif name in columns:
+            columns[name] = _merge_repeated(name, columns[name], array, repeated)
         else:
             columns[name] = array
     for name, array in nested.items():
@@ -581,7 +757,27 @@ def _columns(data: pa.Table) -> tuple[dict[str, pa.Array], bool]:
             columns[name] = pc.coalesce(columns[name], array)
         elif name not in columns or columns[name].null_count == len(columns[name]):
             columns[name] = array
-    return columns, sentinels
+    return columns, sentinels, repeated
+
+
+def _merge_repeated(
+    name: str, first: pa.Array, second: pa.Array, repeated: dict[str, np.ndarray]
+) -> pa.Array:
+    """One value per row where only one copy holds one; rows where both do (or where the
+    second holds a value of another type) are marked."""
+    if first.type == second.type:
+        both, merged = _present(first) & _present(second), pc.coalesce(first, second)
+    else:
+        both, merged = _present(second), first
+    repeated[name] = repeated.get(name, np.zeros(len(first), dtype=bool)) | both
+    return merged
+
+
+def _struct_columns(array: pa.StructArray, prefix: str) -> dict[str, pa.Array]:
+    children = array.flatten()
+    return {
+        f"{prefix}.{array.type.field(i).name}": _decoded(child) for i, child in enumerate(children)
+    }
 
 
 def _map_columns(array: pa.MapArray, prefix: str) -> dict[str, pa.Array]:
@@ -601,7 +797,11 @@ def validate_batch(
     first_row: int = 0,
 ) -> BatchResult:
     """Split raw events into stored rows that meet the contract and rejected rows with every
-    problem named; `row` of a rejected row counts from `first_row`."""
+    problem named; `row` of a rejected row counts from `first_row`.
+
+    A column name given twice is read as one field: a row where both copies hold a value is
+    rejected (personal-data columns excepted: they are dropped anyway).
+    """
     if isinstance(data, pd.DataFrame):
         data = _from_pandas(data)
     if not isinstance(data, pa.Table):
@@ -628,59 +828,108 @@ def validate_event(event: Mapping, schema: EventSchema, redactor: Redactor) -> d
     return {name: stored[name][0].as_py() for name in schema.arrow_schema.names}
 
 
+def unreadable_rows(schema: EventSchema, problems: Sequence[Problem]) -> pa.Table:
+    """Quarantine rows (`EventSchema.rejected_schema`) for events that could not be read at
+    all (a malformed line of a file, an event no rule could judge): where and why, no values.
+    Each problem's reason is stored as given."""
+    count = len(problems)
+    head = [
+        pa.array([p.row for p in problems], pa.int64()),
+        pa.array([p.field for p in problems], pa.string()),
+        pa.array([p.reason for p in problems], pa.string()),
+    ]
+    empty = [pa.nulls(count, f.type) for f in schema.arrow_schema]
+    return pa.Table.from_arrays(head + empty, schema=schema.rejected_schema)
+
+
+class _Reader:
+    """One batch's columns, read field by field, and the rules its rows break."""
+
+    def __init__(self, data: pa.Table):
+        self.rows = data.num_rows
+        self.columns, self.sentinels, self.repeated = _columns(data)
+        self.rules = _Rules(self.rows)
+
+    def column(self, name: str) -> pa.Array:
+        return self.columns.get(name, pa.nulls(self.rows))
+
+    def text(self, name: str, *, booleans: bool = False) -> pa.Array:
+        values, invalid = _to_string(self.column(name), self.sentinels, booleans=booleans)
+        self.rules.add(name, "must be a string", invalid)
+        return values
+
+    def required_text(self, name: str) -> pa.Array:
+        """A required string: present (a value that is no string is reported as such)."""
+        values, invalid = _to_string(self.column(name), self.sentinels)
+        self.rules.add(name, _REQUIRED_REASON, ~_present(values) & ~invalid)
+        self.rules.add(name, "must be a string", invalid)
+        return values
+
+
 def _check(
     data: pa.Table, schema: EventSchema, redactor: Redactor
 ) -> tuple[dict[str, pa.Array], _Rules]:
     """Every column of every row in the stored shape (null where unreadable), and the rules
-    each row breaks."""
-    n = data.num_rows
-    columns, sentinels = _columns(data)
-    rules = _Rules(n)
-    stored: dict[str, pa.Array] = {}
+    each row breaks, in the order of the stored columns."""
+    read = _Reader(data)
+    stored = {
+        "schema_version": _schema_version(read),
+        "model_name": _model_name(read, schema),
+        "model_version": _non_blank(read, "model_version", trim=True),
+        "request_id": _non_blank(read, "request_id"),
+        "environment": read.text("environment").fill_null(schema.environment),
+        "timestamp": _timestamp(read),
+        "trace_id": read.text("trace_id"),
+        "latency_ms": _latency(read),
+        "status": _status(read),
+        "fallback": _fallback(read),
+        "subject_hash": _hashed(read, "subject_id", redactor),
+    }
+    for name in schema.identifiers:
+        stored[f"{name}_hash"] = _hashed(read, name, redactor)
+    stored.update(_segments_and_features(read, schema))
+    stored["prediction"] = _prediction(read, schema)
+    stored["score"] = _score(read, schema)
+    _unknown_fields(read, schema)
+    _repeated_fields(read, schema)
+    _duplicates(stored["request_id"], read.rules)
+    return stored, read.rules
 
-    def column(name: str) -> pa.Array:
-        return columns.get(name, pa.nulls(n))
 
-    def text(name: str) -> pa.Array:
-        values, invalid = _to_string(column(name), sentinels)
-        rules.add(name, "must be a string", invalid)
-        return values
-
-    def required_text(name: str) -> pa.Array:
-        """A required string: present (a value that is no string is reported as such)."""
-        values, invalid = _to_string(column(name), sentinels)
-        rules.add(name, _REQUIRED_REASON, ~_present(values) & ~invalid)
-        rules.add(name, "must be a string", invalid)
-        return values
-
-    if "schema_version" in columns:
-        version, present, invalid = _to_float(columns["schema_version"])
-        rules.add(
+def _schema_version(read: _Reader) -> pa.Array:
+    if "schema_version" in read.columns:
+        version, present, invalid = _to_float(read.columns["schema_version"])
+        read.rules.add(
             "schema_version",
             f"must be {SCHEMA_VERSION}, the prediction-event schema version this driftgate reads",
             present & (invalid | (version != SCHEMA_VERSION)),
         )
-    stored["schema_version"] = pa.repeat(pa.scalar(SCHEMA_VERSION, pa.int16()), n)
+    return pa.repeat(pa.scalar(SCHEMA_VERSION, pa.int16()), read.rows)
 
-    if "model_name" in columns:
-        name = text("model_name")
-        rules.add(
+
+def _model_name(read: _Reader, schema: EventSchema) -> pa.Array:
+    if "model_name" in read.columns:
+        name = read.text("model_name")
+        read.rules.add(
             "model_name",
             f"must be {schema.model!r}, the model these events are recorded for",
             _mask(pc.not_equal(name, schema.model)),
         )
-    stored["model_name"] = pa.repeat(pa.scalar(schema.model, pa.string()), n)
+    return pa.repeat(pa.scalar(schema.model, pa.string()), read.rows)
 
-    for name in ("model_version", "request_id"):
-        values = required_text(name)
-        blank = _mask(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0))
-        rules.add(name, "must not be empty", blank)
-        stored[name] = values
 
-    environment = text("environment")
-    stored["environment"] = environment.fill_null(schema.environment)
+def _non_blank(read: _Reader, name: str, *, trim: bool = False) -> pa.Array:
+    """A required string with something besides whitespace; with `trim`, stored without the
+    surrounding whitespace (a model version " 3" and "3" are one version)."""
+    values = read.required_text(name)
+    trimmed = pc.utf8_trim_whitespace(values)
+    read.rules.add(name, "must not be empty", _mask(pc.equal(pc.utf8_length(trimmed), 0)))
+    return trimmed if trim else values
 
-    instants = _to_instants(column("timestamp"))
+
+def _timestamp(read: _Reader) -> pa.Array:
+    instants = _to_instants(read.column("timestamp"), read.sentinels)
+    rules = read.rules
     rules.add("timestamp", _REQUIRED_REASON, ~instants.present)
     rules.add("timestamp", "has no time zone (send UTC, an offset or Z)", instants.naive)
     rules.add(
@@ -688,88 +937,75 @@ def _check(
         "must be a timestamp with a time zone: ISO 8601 with an offset or Z, or epoch seconds",
         instants.invalid,
     )
-    stored["timestamp"] = instants.array()
+    implausible = instants.ok & ~_plausible(instants.micros)
+    rules.add("timestamp", _IMPLAUSIBLE, implausible)
+    usable = instants.ok & ~implausible
+    return pa.array(instants.micros, pa.int64(), mask=~usable).cast(TIMESTAMP)
 
-    stored["trace_id"] = text("trace_id")
 
-    latency, present, invalid = _to_float(column("latency_ms"))
-    rules.add("latency_ms", _REQUIRED_REASON, ~present)
+def _latency(read: _Reader) -> pa.Array:
+    latency, present, invalid = _to_float(read.column("latency_ms"))
+    read.rules.add("latency_ms", _REQUIRED_REASON, ~present)
     with np.errstate(invalid="ignore"):
         unusable = present & (invalid | ~np.isfinite(latency) | (latency < 0))
-    rules.add("latency_ms", "must be a finite number >= 0", unusable)
-    stored["latency_ms"] = pa.array(latency, pa.float64(), mask=~present | unusable)
+    read.rules.add("latency_ms", "must be a finite number >= 0", unusable)
+    return pa.array(latency, pa.float64(), mask=~present | unusable)
 
-    status = required_text("status")
-    unknown_status = _present(status) & ~_mask(pc.is_in(status, pa.array(STATUSES)))
-    rules.add("status", f"must be one of {', '.join(STATUSES)}", unknown_status)
-    stored["status"] = status
 
-    fallback = text("fallback")
+def _status(read: _Reader) -> pa.Array:
+    status = read.required_text("status")
+    unknown = _present(status) & ~_mask(pc.is_in(status, pa.array(STATUSES)))
+    read.rules.add("status", f"must be one of {', '.join(STATUSES)}", unknown)
+    return status
+
+
+def _fallback(read: _Reader) -> pa.Array:
+    fallback = read.text("fallback")
     empty = pc.equal(pc.utf8_length(fallback), 0)
-    stored["fallback"] = pc.if_else(pc.fill_null(empty, True), NO_FALLBACK, fallback)
-
-    stored["subject_hash"] = _hashed("subject_id", column("subject_id"), sentinels, redactor, rules)
-    for name in schema.identifiers:
-        stored[f"{name}_hash"] = _hashed(name, column(name), sentinels, redactor, rules)
-
-    features = _features(columns, schema, sentinels, rules)
-    for name in schema.segments:
-        values = text(f"segment.{name}")
-        stored[f"segment.{name}"] = pc.coalesce(values, features[f"feature.{name}"])
-    stored.update(features)
-
-    stored["prediction"] = _prediction(column("prediction"), schema, rules)
-    stored["score"] = _score(column("score"), schema, rules)
-    _unknown_fields(columns, schema, rules)
-
-    _duplicates(stored["request_id"], rules)
-    return stored, rules
+    return pc.if_else(pc.fill_null(empty, True), NO_FALLBACK, fallback)
 
 
-def _unknown_fields(columns: Mapping[str, pa.Array], schema: EventSchema, rules: _Rules) -> None:
-    computed = {"subject_hash": "subject_id"} | {f"{i}_hash": i for i in schema.identifiers}
-    for name, array in columns.items():
-        if array.null_count == len(array):
-            continue
-        if name in _NESTED:  # still here: not an object (objects were flattened)
-            rules.add(name, "must be an object of name to value", _present(array))
-        elif name not in schema.input_fields:
-            reason = _COMPUTED.format(raw=computed[name]) if name in computed else _UNKNOWN
-            rules.add(name, reason, _present(array))
+def _hashed(read: _Reader, name: str, redactor: Redactor) -> pa.Array:
+    values, invalid = _to_string(read.column(name), read.sentinels)
+    read.rules.add(name, "must be a string or an integer", invalid)
+    # A blank identifier identifies no one: stored as null, not as the hash of "".
+    blank = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0), False)
+    return redactor.hash_array(pc.if_else(blank, None, values))
 
 
-def _hashed(
-    name: str, array: pa.Array, sentinels: bool, redactor: Redactor, rules: _Rules
-) -> pa.Array:
-    values, invalid = _to_string(array, sentinels)
-    rules.add(name, "must be a string or an integer", invalid)
-    return redactor.hash_array(values)
-
-
-def _features(
-    columns: Mapping[str, pa.Array], schema: EventSchema, sentinels: bool, rules: _Rules
-) -> dict[str, pa.Array]:
+def _segments_and_features(read: _Reader, schema: EventSchema) -> dict[str, pa.Array]:
+    """Segment columns (a segment missing from `segments` is taken from the feature of its
+    name), then feature columns."""
     features = {}
     for name in schema.feature_order:
         key = f"feature.{name}"
-        array = columns.get(key)
-        if array is None:
+        if key not in read.columns:
             kind = pa.float64() if name in schema.numerical else pa.string()
-            features[key] = pa.nulls(rules.rows, kind)
+            features[key] = pa.nulls(read.rows, kind)
         elif name in schema.numerical:
-            values, present, invalid = _to_float(array)
-            rules.add(key, "must be a number", invalid)
-            features[key] = pa.array(values, pa.float64(), mask=np.isnan(values))
+            features[key] = _numerical(read, key)
         else:
-            values, invalid = _to_string(array, sentinels)
-            rules.add(key, "must be a string", invalid)
-            features[key] = values
-    return features
+            features[key] = read.text(key, booleans=True)
+    segments = {
+        f"segment.{name}": pc.coalesce(
+            read.text(f"segment.{name}", booleans=True), features[f"feature.{name}"]
+        )
+        for name in schema.segments
+    }
+    return segments | features
 
 
-def _prediction(array: pa.Array, schema: EventSchema, rules: _Rules) -> pa.Array:
-    values, present, invalid = _to_float(array)
-    rules.add("prediction", "must be a number", invalid)
+def _numerical(read: _Reader, key: str) -> pa.Array:
+    values, present, invalid = _to_float(read.columns[key])
+    read.rules.add(key, "must be a number", invalid)
+    infinite = present & ~invalid & np.isinf(values)
+    read.rules.add(key, "must be a finite number", infinite)
+    return pa.array(values, pa.float64(), mask=np.isnan(values) | infinite)
+
+
+def _prediction(read: _Reader, schema: EventSchema) -> pa.Array:
+    values, present, invalid = _to_float(read.column("prediction"))
+    read.rules.add("prediction", "must be a number", invalid)
     given = present & ~invalid & ~np.isnan(values)  # NaN is a missing value, as in pandas
     with np.errstate(invalid="ignore"):
         if schema.task == "binary_classification":
@@ -778,13 +1014,13 @@ def _prediction(array: pa.Array, schema: EventSchema, rules: _Rules) -> pa.Array
         else:
             wrong = given & ~np.isfinite(values)
             reason = "must be a finite number"
-    rules.add("prediction", reason, wrong)
+    read.rules.add("prediction", reason, wrong)
     return pa.array(values, pa.float64(), mask=np.isnan(values) | wrong)
 
 
-def _score(array: pa.Array, schema: EventSchema, rules: _Rules) -> pa.Array:
-    values, present, invalid = _to_float(array)
-    rules.add("score", "must be a number", invalid)
+def _score(read: _Reader, schema: EventSchema) -> pa.Array:
+    values, present, invalid = _to_float(read.column("score"))
+    read.rules.add("score", "must be a number", invalid)
     given = present & ~invalid & ~np.isnan(values)  # NaN is a missing value, as in pandas
     with np.errstate(invalid="ignore"):
         if schema.task == "binary_classification":
@@ -793,8 +1029,26 @@ def _score(array: pa.Array, schema: EventSchema, rules: _Rules) -> pa.Array:
         else:
             wrong = given & ~np.isfinite(values)
             reason = "must be a finite number"
-    rules.add("score", reason, wrong)
+    read.rules.add("score", reason, wrong)
     return pa.array(values, pa.float64(), mask=np.isnan(values) | wrong)
+
+
+def _unknown_fields(read: _Reader, schema: EventSchema) -> None:
+    computed = {"subject_hash": "subject_id"} | {f"{i}_hash": i for i in schema.identifiers}
+    for name, array in read.columns.items():
+        if array.null_count == len(array):
+            continue
+        if name in _NESTED:  # still here: not an object (objects were flattened)
+            read.rules.add(name, "must be an object of name to value", _present(array))
+        elif name not in schema.input_fields:
+            reason = _COMPUTED.format(raw=computed[name]) if name in computed else _UNKNOWN
+            read.rules.add(shown_name(name), reason, _present(array))
+
+
+def _repeated_fields(read: _Reader, schema: EventSchema) -> None:
+    for name, mask in read.repeated.items():
+        if name not in schema.pii:
+            read.rules.add(shown_name(name), _REPEATED, mask)
 
 
 def _duplicates(request_ids: pa.Array, rules: _Rules) -> None:
@@ -817,11 +1071,7 @@ def _duplicates(request_ids: pa.Array, rules: _Rules) -> None:
 
 
 def _problem_text(field: str, reason: str) -> str:
-    return (
-        reason
-        if re.search(rf"(?<![\w.]){re.escape(field)}(?![\w.])", reason)
-        else (f"{field} {reason}")
-    )
+    return f"{field} {reason}"
 
 
 def _rejected_table(

@@ -3,6 +3,11 @@
 import datetime as dt
 import hashlib
 import hmac
+import subprocess
+import sys
+import textwrap
+import uuid
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -15,15 +20,18 @@ from orchestrator.core.gates import GateVerdict
 from orchestrator.core.spec import SLAPolicy, Threshold
 from orchestrator.core.telemetry import (
     DEMO_KEY,
+    HIDDEN_NAME,
     SCHEMA_VERSION,
     ContractError,
     EventSchema,
     Problem,
     Redactor,
+    check_key,
     evaluate_sla,
     resolve_key,
     sla_breaches,
     sla_statistics,
+    table_from_records,
     validate_batch,
     validate_event,
 )
@@ -150,6 +158,17 @@ RULES = [
     ({"subject_hash": SECRET}, "subject_hash", "is computed by driftgate"),
     ({"account_id_hash": SECRET}, "account_id_hash", "is computed by driftgate"),
     ({"subject_id": [SECRET]}, "subject_id", "must be a string or an integer"),
+    ({"features": {"x1": float("inf")}}, "feature.x1", "must be a finite number"),
+    ({"features": {"x2": "-inf"}}, "feature.x2", "must be a finite number"),
+    ({"latency_ms": True}, "latency_ms", "must be a finite number >= 0"),
+    ({"score": True}, "score", "must be a number"),
+    ({"prediction": False}, "prediction", "must be a number"),
+    ({"request_id": True}, "request_id", "must be a string"),
+    ({"timestamp": 0}, "timestamp", "must fall between 2000-01-01 and one day after now"),
+    ({"timestamp": "1999-12-31T23:59:59Z"}, "timestamp", "the plausible-time rule"),
+    ({"timestamp": "2999-01-01T00:00:00Z"}, "timestamp", "the plausible-time rule"),
+    ({"features": {"x1": 1.0, SECRET: 1}}, HIDDEN_NAME, "is not a field of the prediction"),
+    ({f"{SECRET}@example.org": 1}, HIDDEN_NAME, "is not a field of the prediction-event"),
 ]
 
 
@@ -172,6 +191,7 @@ def test_each_rule_rejects_the_row_in_a_batch(schema, redactor, changes, field, 
     rejected = result.rejected.to_pylist()
     assert [(r["row"], r["field"]) for r in rejected] == [(41, field)]
     assert reason in rejected[0]["reason"] and SECRET not in rejected[0]["reason"]
+    assert rejected[0]["reason"].startswith(f"{field} ")  # always named first
     if field in ("phone", "feature.x9", "segment.city", "features", "subject_hash"):
         assert SECRET.encode() not in _table_bytes(result.rejected)
 
@@ -278,7 +298,7 @@ def test_duplicate_request_ids_keep_the_last_valid_one(schema, redactor):
     kept = result.valid.select(["request_id", "latency_ms"]).to_pylist()
     assert kept == [{"request_id": "y", "latency_ms": 12.5}, {"request_id": "x", "latency_ms": 3.0}]
     rejected = result.rejected.select(["row", "field", "reason"]).to_pylist()
-    duplicate = "duplicate request_id in batch; the last one is kept"
+    duplicate = "request_id is repeated later in the batch; the last one is kept"
     assert rejected == [
         {"row": 0, "field": "request_id", "reason": duplicate},
         {"row": 2, "field": "request_id", "reason": duplicate},
@@ -410,6 +430,16 @@ def test_identifiers_hash_deterministically_per_key_and_pii_is_dropped(schema):
     data = _table_bytes(first)
     for raw in (b"jane@example.org", b"user-1", b"acct-1", b"12345"):
         assert raw not in data
+
+
+def test_one_value_hashes_as_in_an_array_and_keys_given_directly_are_checked():
+    redactor = Redactor(KEY)
+    assert redactor.hash_value("user-1") == redactor.hash_array(pa.array(["user-1"]))[0].as_py()
+    assert check_key(KEY) == KEY
+    for short in (b"short", "a-str-not-bytes-but-long", b""):
+        with pytest.raises(ConfigError, match="at least 16 bytes") as caught:
+            check_key(short)
+        assert "short" not in str(caught.value)
 
 
 def test_the_redactor_does_not_show_its_key():
@@ -566,3 +596,151 @@ def test_sla_gate_on_statistics_computed_from_events():
     assert result.verdict is GateVerdict.BLOCK
     assert result.reason.startswith("error_rate 0.2 > error limit 0.05 in v1 (all)")
     assert result.metrics["judged_groups"] == 1
+
+
+# --- reading values as clients send them -----------------------------------------------------
+
+
+def test_model_versions_are_trimmed_and_blank_identifiers_are_null(schema, redactor):
+    row = validate_event(
+        event(model_version=" 3 ", subject_id="", account_id="  "), schema, redactor
+    )
+    assert row["model_version"] == "3"
+    assert row["subject_hash"] is None and row["account_id_hash"] is None
+
+
+@pytest.mark.parametrize("big", [2**53 + 1, 2**63 + 5, 2**70])
+def test_integer_identifiers_hash_their_exact_digits(schema, redactor, big):
+    # Alone, and in a batch where other events carry floats or text: never through a float.
+    alone = validate_event(event(subject_id=big), schema, redactor)["subject_hash"]
+    records = [
+        event(request_id="a", subject_id=big),
+        event(request_id="b", subject_id=1.5),
+        event(request_id="c", subject_id="user-9"),
+    ]
+    mixed = validate_batch(table_from_records(records), schema, redactor).valid
+    assert alone == mixed.column("subject_hash")[0].as_py() == hmac_hex(KEY, str(big))
+
+
+def test_each_timestamp_is_judged_alone_whatever_else_its_batch_holds(schema, redactor):
+    aware = dt.datetime(2026, 1, 2, 10, tzinfo=dt.UTC)
+    naive = dt.datetime(2026, 1, 2, 10)
+    new_york = dt.datetime(2026, 1, 2, 5, tzinfo=ZoneInfo("America/New_York"))
+    for stamps in (
+        [naive, aware, new_york],
+        [aware, naive, new_york],
+        [1767348000.0, new_york, naive],
+        [pd.Timestamp(aware), np.datetime64("2026-01-02T10:00"), "2026-01-02T10:00:00Z"],
+    ):
+        records = [event(request_id=f"r{i}", timestamp=t) for i, t in enumerate(stamps)]
+        result = validate_batch(table_from_records(records), schema, redactor)
+        naive_rows = [i for i, t in enumerate(stamps) if isinstance(t, np.datetime64) or t is naive]
+        assert result.rejected.column("row").to_pylist() == naive_rows
+        assert set(result.rejected.column("reason").to_pylist()) == {
+            "timestamp has no time zone (send UTC, an offset or Z)"
+        }
+        assert set(result.valid.column("timestamp").to_pylist()) == {aware}
+
+
+def test_numpy_scalars_read_as_the_values_they_hold(schema, redactor):
+    row = validate_event(
+        event(
+            latency_ms=np.float32(12.5),
+            score=np.float64(0.25),
+            prediction=np.int8(1),
+            subject_id=np.int64(12345),
+            account_id=np.str_("acct-1"),
+            features={"x1": np.int16(3), "color": np.str_("red"), "shop": "s1"},
+        ),
+        schema,
+        redactor,
+    )
+    assert (row["latency_ms"], row["score"], row["prediction"]) == (12.5, 0.25, 1.0)
+    assert row["subject_hash"] == hmac_hex(KEY, "12345")
+    assert row["account_id_hash"] == hmac_hex(KEY, "acct-1")
+    assert (row["feature.x1"], row["feature.color"]) == (3.0, "red")
+
+
+HOSTILE = [
+    np.datetime64("2026-01-01"),
+    np.float32(1),
+    np.timedelta64(5, "ns"),
+    np.complex64(1 + 2j),
+    np.bytes_(SECRET.encode()),
+    dt.timedelta(seconds=1),
+    uuid.uuid4(),
+    Decimal("1.5"),
+    SECRET.encode(),
+    {"a": {"b": SECRET}},
+    [SECRET],
+    2**70,
+    10**5000,  # more digits than Python turns into text
+    float("nan"),
+    float("-inf"),
+    dt.date(2026, 1, 2),
+    "\\ud800",  # a lone surrogate, as JSON allows
+    object(),
+]
+
+
+def test_no_mix_of_client_values_reaches_arrow_inference():
+    # pyarrow's own inference segfaults on some of these mixes (np.datetime64 with
+    # np.float32): a child process, so that a crash fails this test, not the run.
+    code = textwrap.dedent(
+        """
+        import itertools, sys
+        sys.path.insert(0, ".")
+        from tests.core.test_telemetry import HOSTILE
+        from orchestrator.core.telemetry import column_from_values
+        for a, b in itertools.product(HOSTILE, repeat=2):
+            for timestamps in (False, True):
+                column_from_values([a, b, None, 1, "x"][:2], timestamps=timestamps)
+                column_from_values([a, b, None, 1, "x"], timestamps=timestamps)
+        """
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr[-2000:]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=lambda v: type(v).__name__)
+def test_a_value_no_field_takes_rejects_only_its_own_event(schema, redactor, value):
+    records = [event(request_id="ok-0"), event(request_id="bad", features={"x1": value})]
+    records += [event(request_id="ok-2", latency_ms=value)]
+    result = validate_batch(table_from_records(records), schema, redactor)
+    assert result.valid.num_rows + result.rejected.num_rows == 3
+    assert "ok-0" in result.valid.column("request_id").to_pylist()
+    assert SECRET.encode() not in _table_bytes(result.rejected)
+
+
+def test_a_repeated_column_rejects_rows_where_both_copies_hold_a_value(schema, redactor):
+    base = pd.DataFrame([event(request_id=f"r{i}") for i in range(3)]).drop(columns=["score"])
+    table = pa.Table.from_pandas(base, preserve_index=False)
+    table = table.append_column("score", pa.array([0.25, None, 0.5]))
+    table = table.append_column("score", pa.array([None, 0.75, 0.5]))
+    # Personal data twice: dropped as ever, not a reason to refuse the rows.
+    table = table.append_column("email", pa.array([SECRET] * 3))
+    result = validate_batch(table, schema, redactor)
+    assert result.valid.select(["request_id", "score"]).to_pylist() == [
+        {"request_id": "r0", "score": 0.25},
+        {"request_id": "r1", "score": 0.75},
+    ]
+    assert result.rejected.select(["row", "field", "reason"]).to_pylist() == [
+        {
+            "row": 2,
+            "field": "score",
+            "reason": "score is given more than once (a repeated column); send each field once",
+        }
+    ]
+
+
+def test_a_field_name_that_is_no_identifier_is_never_shown(schema, redactor):
+    email = "jane.doe@example.org"
+    frame = pd.DataFrame([event(features={"x1": 1.0, email: 2.0}), event(request_id="b")])
+    frame[email] = [None, "x"]
+    result = validate_batch(frame, schema, redactor)
+    rejected = result.rejected.select(["row", "field", "reason"]).to_pylist()
+    assert [r["field"] for r in rejected] == [HIDDEN_NAME, HIDDEN_NAME]
+    assert email.encode() not in _table_bytes(result.rejected)
+    with pytest.raises(ContractError) as caught:
+        validate_event(event(**{email: 1}), schema, redactor)
+    assert email not in str(caught.value) and HIDDEN_NAME in str(caught.value)

@@ -1,15 +1,24 @@
 """The serving SDK against a real DRIFTGATE_HOME: concurrency, privacy, crash safety, refusals."""
 
+import datetime as dt
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import uuid
+from collections import deque
+from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -203,7 +212,10 @@ def test_a_killed_process_leaves_only_complete_files(home):
     assert all(p.name.startswith(".") and p.name.endswith(".tmp") for p in leftovers)
 
 
-def test_refuses_to_start_without_a_key_or_with_telemetry_disabled(home, monkeypatch):
+def test_refuses_to_start_without_a_key_or_with_telemetry_disabled(home, monkeypatch, caplog):
+    with pytest.raises(ConfigError, match="at least 16 bytes") as caught:
+        PredictionLogger(telemetry_spec(), key=b"short-key")  # given directly: same rule
+    assert "short-key" not in str(caught.value)
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(ConfigError, match=r"\$DRIFTGATE_TELEMETRY_KEY is not set"):
         PredictionLogger(telemetry_spec())
@@ -211,8 +223,10 @@ def test_refuses_to_start_without_a_key_or_with_telemetry_disabled(home, monkeyp
         PredictionLogger(telemetry_spec(hmac_key_env="MY_SERVING_KEY"))
     with pytest.raises(ConfigError, match="churn: telemetry.enabled is false"):
         PredictionLogger(telemetry_spec(enabled=False), demo=True)
-    with PredictionLogger(telemetry_spec(), demo=True) as logger:  # the demo key, by choice
-        assert logger.log("r", model_version="1", latency_ms=1.0)
+    with caplog.at_level(logging.WARNING, logger="orchestrator.prediction_logger"):
+        with PredictionLogger(telemetry_spec(), demo=True) as logger:  # the demo key, by choice
+            assert logger.log("r", model_version="1", latency_ms=1.0)
+    assert "public demo key" in caplog.text
 
 
 def test_a_failed_write_is_counted_and_logged_and_serving_goes_on(home, tmp_path, caplog):
@@ -228,3 +242,266 @@ def test_a_failed_write_is_counted_and_logged_and_serving_goes_on(home, tmp_path
     assert stats.write_errors >= 1 and stats.lost == 2 and stats.written == 0
     assert stats.logged == 2
     assert "could not write 1 prediction events of churn" in caplog.text
+
+
+def stored_rows(logger: PredictionLogger) -> tuple[list[dict], list[dict]]:
+    store = logger.store
+    events = [r for day in store.days() for r in store.read_events(day).to_pylist()]
+    quarantine = [
+        r for day in store.quarantine_days() for r in store.read_quarantine(day).to_pylist()
+    ]
+    return events, quarantine
+
+
+class EvilInt(int):
+    """An int whose value cannot be read: no rule foresees it, its batch must survive it."""
+
+    def __int__(self) -> int:
+        raise RuntimeError(SECRET)
+
+
+SECRET = "jane.secret@example.org"
+
+
+def hostile_values() -> list:
+    aware = dt.datetime(2026, 1, 2, 10, tzinfo=dt.UTC)
+    return [
+        None,
+        1,
+        2.5,
+        "text",
+        True,
+        SECRET.encode(),
+        bytearray(b"x"),
+        2**70,
+        -(2**64),
+        10**5000,
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+        Decimal("1.5"),
+        uuid.uuid4(),
+        dt.timedelta(seconds=3),
+        dt.date(2026, 1, 2),
+        dt.datetime(2026, 1, 2, 10),
+        aware,
+        aware.astimezone(ZoneInfo("Asia/Tokyo")),
+        pd.Timestamp("2026-01-02 10:00"),
+        pd.Timestamp(aware),
+        pd.NaT,
+        np.datetime64("2026-01-02T10:00"),
+        np.datetime64("NaT"),
+        np.timedelta64(5, "ns"),
+        np.float32(1.5),
+        np.float16(2),
+        np.int8(-3),
+        np.uint64(2**64 - 1),
+        np.bool_(True),
+        np.str_("np-text"),
+        np.bytes_(b"np-bytes"),
+        np.complex64(1 + 2j),
+        {"a": {"b": SECRET}},
+        [SECRET],
+        (1, 2),
+        {SECRET},
+        object(),
+        "\ud800",
+    ]
+
+
+def test_hostile_values_never_lose_an_event(home):
+    rng = random.Random(7)
+    values = hostile_values()
+    logged = 0
+    with PredictionLogger(telemetry_spec(), batch_size=64, flush_interval_s=0.05) as logger:
+        for i in range(600):
+            pick = rng.choice
+            features = {name: pick(values) for name in rng.sample(sorted(FEATURES), 4)}
+            if i % 7 == 0:
+                features[pick(["tenure_months", SECRET])] = pick(values)
+            fields = {pick(["account_id", "email", "contact", "subject_hash"]): pick(values)}
+            logger.log(
+                f"r{i}" if i % 5 else pick(values),
+                model_version=pick(["3", pick(values)]),
+                latency_ms=pick([12.5, pick(values)]),
+                status=pick(["ok", pick(values)]),
+                prediction=pick([1, pick(values)]),
+                score=pick([0.5, pick(values)]),
+                features=pick([features, pick(values)]),
+                segments=pick([None, {"region": pick(values)}, pick(values)]),
+                subject_id=pick(["u-1", pick(values)]),
+                trace_id=pick([None, pick(values)]),
+                fallback=pick([None, pick(values)]),
+                timestamp=pick([None, pick(values)]),
+                **fields,
+            )
+            logged += 1
+        # One value whose reading raises: its batch is validated event by event.
+        logger.log("evil", model_version="3", latency_ms=EvilInt(5), features=FEATURES)
+        logger.log("after-evil", model_version="3", latency_ms=1.0, features=FEATURES)
+        logged += 2
+    stats = logger.stats
+    assert (stats.logged, stats.dropped, stats.lost, stats.write_errors) == (logged, 0, 0, 0)
+    assert stats.written + stats.rejected == logged and stats.written > 0
+    events, quarantine = stored_rows(logger)
+    assert (len(events), len(quarantine)) == (stats.written, stats.rejected)
+    assert "after-evil" in [e["request_id"] for e in events]
+    assert [q["field"] for q in quarantine if q["request_id"] is None and q["row"] == 600] == [
+        "event"
+    ]
+    assert not any(SECRET.encode() in p.read_bytes() for p in home.rglob("*") if p.is_file())
+    assert not any(SECRET in str(q) for q in quarantine)
+
+
+def test_a_queue_smaller_than_a_batch_drops_nothing_from_a_steady_producer(home):
+    logger = PredictionLogger(
+        telemetry_spec(), queue_size=500, batch_size=50_000, flush_interval_s=30
+    )
+    for i in range(4_000):  # ~8,000 events/s, far below what the writer sustains
+        logger.log(f"r{i}", model_version="1", latency_ms=1.0, features=FEATURES)
+        if i % 8 == 0:
+            time.sleep(0.001)
+    logger.close()
+    assert (logger.stats.dropped, logger.stats.written) == (0, 4_000)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"queue_size": 0}, {"batch_size": 1.5}, {"queue_size": True}, {"close_timeout_s": 0}],
+)
+def test_refuses_settings_that_cannot_work(home, settings):
+    with pytest.raises(ConfigError, match=next(iter(settings))):
+        PredictionLogger(telemetry_spec(), **settings)
+
+
+class LateDeque(deque):
+    """A queue whose append, in the thread named `late`, waits until close() is over: a `log`
+    that passed the closed check just before close() and appended just after it."""
+
+    def __init__(self, closed: threading.Event):
+        super().__init__()
+        self.closed = closed
+
+    def append(self, item) -> None:
+        if threading.current_thread().name == "late":
+            self.closed.wait(10)
+        super().append(item)
+
+
+def test_an_event_queued_after_close_is_counted_and_flush_says_it_is_not_written(home):
+    logger = PredictionLogger(telemetry_spec(), flush_interval_s=0.01)
+    closed = threading.Event()
+    logger._events = LateDeque(closed)
+    late = threading.Thread(
+        target=lambda: logger.log("late-1", model_version="1", latency_ms=1.0), name="late"
+    )
+    late.start()
+    time.sleep(0.05)  # the late log() is inside append
+    logger.close()
+    closed.set()
+    late.join()
+    stats = logger.stats
+    assert stats.logged == 1 and stats.dropped == 1
+    assert stats.logged == stats.written + stats.rejected + stats.dropped + stats.lost
+    assert logger.flush(timeout=1) is False  # no writer left for what is still queued
+
+
+class StuckStore:
+    """A store on a file system that hangs until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def write_quarantine(self, table, *args, **kwargs) -> list:
+        self.release.wait(10)
+        return []
+
+    def write_events(self, table, *args, **kwargs) -> list:
+        return []
+
+
+def test_close_gives_up_on_a_stuck_writer_after_its_timeout(home, caplog):
+    logger = PredictionLogger(telemetry_spec(), flush_interval_s=0.01, close_timeout_s=0.3)
+    logger.store = stuck = StuckStore()
+    logger.log("r1", model_version="1", latency_ms=1.0)
+    time.sleep(0.1)  # the writer is now stuck in the write
+    logger.log("r2", model_version="1", latency_ms=1.0)
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="orchestrator.prediction_logger"):
+        logger.close()
+    assert time.monotonic() - start < 2
+    assert "did not finish within 0.3 s" in caplog.text
+    stuck.release.set()
+
+
+def test_a_caller_changing_its_dicts_after_log_does_not_change_the_event(home):
+    features, segments = dict(FEATURES), {"region": "north"}
+    with PredictionLogger(telemetry_spec(), flush_interval_s=60) as logger:
+        logger.log("r1", model_version="1", latency_ms=1.0, features=features, segments=segments)
+        features["tenure_months"], features["plan"] = 999, SECRET
+        segments["region"] = "south"
+    (row,), _ = stored_rows(logger)
+    assert (row["feature.tenure_months"], row["feature.plan"]) == (12.0, "standard")
+    assert row["segment.region"] == "north"
+
+
+class FailingStore:
+    """A store whose write fails with a message quoting a value, as Arrow's do."""
+
+    def write_quarantine(self, table, *args, **kwargs) -> list:
+        raise pa.ArrowInvalid(f"Could not convert '{SECRET}' with type str: tried to convert")
+
+    write_events = write_quarantine
+
+
+def test_a_failed_write_logs_no_value_from_the_error(home, caplog):
+    with caplog.at_level(logging.ERROR, logger="orchestrator.prediction_logger"):
+        logger = PredictionLogger(telemetry_spec(), flush_interval_s=0.01)
+        logger.store = FailingStore()
+        logger.log("r1", model_version="1", latency_ms=1.0)
+        assert logger.flush(timeout=10)
+        logger.close()
+    assert logger.stats.lost == 1
+    assert "could not write 1 prediction events of churn" in caplog.text
+    assert "ArrowInvalid" in caplog.text and SECRET not in caplog.text
+    assert all(record.exc_info is None for record in caplog.records)
+
+
+FORK = textwrap.dedent(
+    """
+    import os, sys
+    from orchestrator.core.spec import MonitoredModelSpec
+    from orchestrator.prediction_logger import PredictionLogger
+    from orchestrator.specs import load_spec
+
+    spec = MonitoredModelSpec.model_validate(
+        {**load_spec("churn").model_dump(), "telemetry": {"enabled": True}}
+    )
+    logger = PredictionLogger(spec, flush_interval_s=60)
+    for i in range(10):
+        logger.log(f"parent-{i}", model_version="1", latency_ms=1.0)
+    pid = os.fork()
+    if pid == 0:  # the child: its own writer, not the parent's queue
+        for i in range(5):
+            logger.log(f"child-{i}", model_version="1", latency_ms=1.0)
+        ok = logger.flush(timeout=10) and logger.stats.written == 5
+        logger.close()
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    logger.close()
+    sys.exit(os.waitstatus_to_exitcode(status) or (logger.stats.written != 10))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_writes_its_own_events_once(home):
+    child = subprocess.run([sys.executable, "-c", FORK], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr[-2000:]
+    store = TelemetryStore(home / "data" / "churn" / "telemetry")
+    ids = [
+        i for day in store.days() for i in store.read_events(day).column("request_id").to_pylist()
+    ]
+    assert sorted(ids) == sorted(
+        [f"parent-{i}" for i in range(10)] + [f"child-{i}" for i in range(5)]
+    )

@@ -4,6 +4,8 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -237,3 +239,143 @@ def test_cli_reports_counts_and_quarantine_and_exits_2_on_errors(spec, home, tmp
     monkeypatch.delenv(KEY_ENV)
     result = CliRunner().invoke(app, ["telemetry", "ingest", "churn", str(path)])
     assert result.exit_code == 2 and "$DRIFTGATE_TELEMETRY_KEY is not set" in result.output
+
+
+def test_malformed_csv_rows_are_quarantined_by_number_without_their_text(spec, home, tmp_path):
+    path = tmp_path / "events.csv"
+    pd.DataFrame(flat_rows(6, {4: {"latency_ms": -1}})).to_csv(path, index=False)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines.insert(2, b"req-x,5,2026-01-02T10:00:00Z,1.0,ok," + EMAIL.encode() + b"\n")  # row 1
+    lines.insert(4, lines[3].rstrip(b"\n") + b",one-too-many\n")  # row 3
+    lines.insert(6, lines[5].replace(b"basic", b"b\xffsic"))  # row 5: not UTF-8
+    path.write_bytes(b"".join(lines))
+    report = ingest(spec, [path], chunk_rows=2)
+    assert (report.events, report.accepted, report.rejected) == (9, 5, 4)
+    events, quarantine = all_stored(home)
+    rejected = quarantine.sort_by("row").select(["row", "field", "reason"]).to_pylist()
+    columns = len(flat_rows(1)[0])
+    assert rejected == [
+        {
+            "row": 1,
+            "field": "row",
+            "reason": f"malformed row: 6 values where the header has {columns} columns",
+        },
+        {
+            "row": 3,
+            "field": "row",
+            "reason": f"malformed row: {columns + 1} values where the header has {columns} columns",
+        },
+        {"row": 5, "field": "row", "reason": "malformed row: text that is not UTF-8"},
+        {"row": 7, "field": "latency_ms", "reason": "latency_ms must be a finite number >= 0"},
+    ]
+    assert sorted(events.column("request_id").to_pylist()) == [f"req-{i}" for i in (0, 1, 2, 3, 5)]
+    assert EMAIL.encode() not in b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+def test_a_line_that_is_no_json_object_is_quarantined_and_the_rest_stored(spec, home, tmp_path):
+    path = tmp_path / "events.jsonl"
+    lines = [json.dumps(r) for r in flat_rows(4)]
+    lines.insert(1, '{"request_id": "req-9", "email": "' + EMAIL + '"')  # cut short
+    lines.insert(3, json.dumps([EMAIL]))
+    path.write_text("\n".join(lines) + "\n")
+    report = ingest(spec, [path])
+    assert (report.events, report.accepted, report.rejected) == (6, 4, 2)
+    _, quarantine = all_stored(home)
+    assert quarantine.select(["row", "field", "reason"]).to_pylist() == [
+        {"row": 1, "field": "row", "reason": "malformed row: not valid JSON"},
+        {"row": 3, "field": "row", "reason": "malformed row: not a JSON object"},
+    ]
+    assert EMAIL.encode() not in b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+def test_a_file_that_fails_midway_leaves_nothing_and_no_cause_quoting_it(spec, home, tmp_path):
+    path = tmp_path / "events.parquet"
+    rows = flat_rows(10, {1: {"latency_ms": -1.0}, 7: {"status": EMAIL}})
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=5, compression="NONE")
+    offset = pq.ParquetFile(path).metadata.row_group(1).column(0).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 8] = b"\xff" * 8  # the second row group's first page header
+    path.write_bytes(bytes(data))
+    good = tmp_path / "good.parquet"
+    pd.DataFrame(flat_rows(3)).assign(request_id=["g0", "g1", "g2"]).to_parquet(good)
+    with pytest.raises(DataError, match="events.parquet: cannot read it as parquet") as caught:
+        ingest(spec, [good, path], chunk_rows=5)
+    # Arrow's exception is not kept as the cause: its message may quote a row.
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    events, quarantine = all_stored(home)
+    assert events.column("request_id").to_pylist() == ["g0", "g1", "g2"]  # the file before
+    assert quarantine.num_rows == 0  # row 1 of the failed file was rejected, then undone
+    assert not [p for p in home.rglob("*.tmp")]
+
+
+def test_a_repeated_csv_column_rejects_rows_that_give_it_twice(spec, home, tmp_path):
+    path = tmp_path / "events.csv"
+    frame = pd.DataFrame(flat_rows(3)).assign(score=[0.25, None, 0.5])
+    # `email` twice too: personal data is dropped however often it comes.
+    again = pd.DataFrame({"score": [None, 0.75, 0.5], "email": EMAIL})
+    pd.concat([frame, again], axis=1).to_csv(path, index=False)
+    report = ingest(spec, [path])
+    assert (report.events, report.accepted, report.rejected) == (3, 2, 1)
+    events, quarantine = all_stored(home)
+    assert events.select(["request_id", "score"]).sort_by("request_id").to_pylist() == [
+        {"request_id": "req-0", "score": 0.25},
+        {"request_id": "req-1", "score": 0.75},
+    ]
+    assert quarantine.select(["row", "reason"]).to_pylist() == [
+        {
+            "row": 2,
+            "reason": "score is given more than once (a repeated column); send each field once",
+        }
+    ]
+
+
+def test_jsonl_strings_that_look_like_dates_stay_strings(spec, home, tmp_path):
+    path = tmp_path / "events.jsonl"
+    big = 2**53 + 1
+    rows = []
+    for i, row in enumerate(flat_rows(3)):
+        nested = {k: v for k, v in row.items() if not k.startswith("feature.")}
+        nested["features"] = {k.removeprefix("feature."): v for k, v in row.items() if "." in k}
+        nested.update(request_id=f"2026-01-0{i + 2}T10:00:00", model_version="2026-01-02")
+        nested.update(trace_id="2026-01-02 10:00:00", account_id=big + i, subject_id="2026-01-02")
+        nested["features"]["plan"] = "2026-01-02"
+        nested["segments"] = {"region": "2026-01-02"}
+        rows.append(nested)
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    report = ingest(spec, [path])
+    assert (report.accepted, report.rejected) == (3, 0)
+    events, _ = all_stored(home)
+    first = events.sort_by("request_id").to_pylist()[0]
+    assert (first["request_id"], first["model_version"]) == ("2026-01-02T10:00:00", "2026-01-02")
+    assert (first["feature.plan"], first["segment.region"]) == ("2026-01-02", "2026-01-02")
+    assert first["trace_id"] == "2026-01-02 10:00:00"
+    digest = hmac.new(KEY.encode(), str(big).encode(), hashlib.sha256).hexdigest()
+    assert first["account_id_hash"] == digest  # an integer id read exactly
+
+
+def test_a_key_given_directly_must_be_long_enough(spec, home, tmp_path):
+    path = tmp_path / "events.parquet"
+    pd.DataFrame(flat_rows(1)).to_parquet(path)
+    with pytest.raises(ConfigError, match="at least 16 bytes"):
+        ingest(spec, [path], key=b"too-short")
+
+
+def test_the_first_write_removes_old_temporary_files_and_syncs_new_folders(
+    spec, home, tmp_path, monkeypatch
+):
+    folder = store(home).root / "events" / "date=2026-01-01"
+    folder.mkdir(parents=True)
+    old, recent = folder / ".part-a.parquet.1.tmp", folder / ".part-b.parquet.2.tmp"
+    for leftover in (old, recent):
+        leftover.write_bytes(b"half a file")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    synced: list[Path] = []
+    monkeypatch.setattr("orchestrator.adapters.telemetry_store._fsync_folder", synced.append)
+    path = tmp_path / "events.parquet"
+    pd.DataFrame(flat_rows(2)).to_parquet(path)
+    ingest(spec, [path])
+    assert not old.exists() and recent.exists()
+    day = store(home).root / "events" / "date=2026-01-02"
+    assert day.parent in synced  # the new date= folder's entry in its parent
+    assert day in synced  # the renamed files' entries in the folder
