@@ -43,10 +43,13 @@ class MonitoredModel(dg.Component, dg.Resolvable, MonitoredModelSpec):
 
 
 def build_model_definitions(spec: MonitoredModelSpec) -> dg.Definitions:
-    # Partitioned asset checks are a Dagster preview; we rely on them on purpose (one drift
-    # verdict per daily partition), so their warning would only be noise for every load.
+    # Partitioned asset checks are a Dagster preview, and label windows that reach past the
+    # newest partition (allow_nonexistent_upstream_partitions) a beta; we rely on both on
+    # purpose (one verdict per daily partition; a day's labels keep arriving for two weeks),
+    # so their warnings would only be noise for every load.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
+        warnings.simplefilter("ignore", dg.BetaWarning)
         return _build(spec)
 
 

@@ -780,7 +780,8 @@ def evaluate_disagreement(
         "compared": len(both),
     }
     described = (
-        f"{metric} on {worst['model_version']}: estimated {metrics['estimated']:.4f}, "
+        f"{metric} on {group_label(worst['model_version'], ALL)}: "
+        f"estimated {metrics['estimated']:.4f}, "
         f"realized {metrics['realized']:.4f} (|difference| {difference:.4f})"
     )
     if difference > policy.disagreement_tolerance:
