@@ -6,7 +6,6 @@ safe mode act on their ERROR-level failures.
 """
 
 import dagster as dg
-import pandas as pd
 
 from assets.telemetry import ESTIMATED, REALIZED, SLA, load_performance_references
 from orchestrator.core.audit import AuditAction, AuditEvent
@@ -31,10 +30,22 @@ def no_evidence(gate: str, error: DataError) -> dg.AssetCheckResult:
     return check_result(result, performance_breach=False)
 
 
-def judged_references(spec: MonitoredModelSpec, store, table: pd.DataFrame) -> dict:
-    """The reference of each version in `table` that served as champion."""
-    versions = sorted(table["model_version"].astype(str).unique())
-    return load_performance_references(spec, store, versions)
+def judge_performance(
+    spec: MonitoredModelSpec, store, table_name: str, day: str
+) -> tuple[GateResult, dict]:
+    """The day's realized or estimated performance table (its name is also the gate's), each
+    version against its own reference; and the per-group breaches as metadata. Missing
+    evidence fails and says it is no breach."""
+    try:
+        table = store.read_table(table_name, day)
+        versions = sorted(table["model_version"].astype(str).unique())
+        references = load_performance_references(spec, store, versions)
+    except DataError as e:
+        reason = f"no evidence: {e}"
+        return GateResult(table_name, GateVerdict.BLOCK, reason, {"performance_breach": False}), {}
+    result = evaluate_versions(table, references, spec.performance, gate=table_name)
+    breaches = version_breaches(table, references, spec.performance)
+    return result, {"breaches": frame_table(breaches)}
 
 
 def build_telemetry_checks(
@@ -83,13 +94,8 @@ def _realized_check(spec, names: ModelNames, daily) -> dg.AssetChecksDefinition:
         driftgate_home: DriftgateHomeResource,
         audit: AuditResource,
     ) -> dg.AssetCheckResult:
-        store, day = driftgate_home.store(spec), context.partition_key
-        try:
-            table = store.read_table(REALIZED, day)
-            references = judged_references(spec, store, table)
-        except DataError as e:
-            return no_evidence("realized_performance", e)
-        result = evaluate_versions(table, references, spec.performance, gate="realized_performance")
+        day = context.partition_key
+        result, breaches = judge_performance(spec, driftgate_home.store(spec), REALIZED, day)
         if result.metrics.get("performance_breach"):
             audit.log().append(
                 AuditEvent(
@@ -100,8 +106,7 @@ def _realized_check(spec, names: ModelNames, daily) -> dg.AssetChecksDefinition:
                     evidence={"partition": day, "reason": result.reason},
                 )
             )
-        breaches = version_breaches(table, references, spec.performance)
-        return check_result(result, breaches=frame_table(breaches))
+        return check_result(result, **breaches)
 
     return realized_performance_within_thresholds
 
@@ -118,16 +123,8 @@ def _estimated_check(spec, names: ModelNames, daily) -> dg.AssetChecksDefinition
         context: dg.AssetCheckExecutionContext, driftgate_home: DriftgateHomeResource
     ) -> dg.AssetCheckResult:
         store = driftgate_home.store(spec)
-        try:
-            table = store.read_table(ESTIMATED, context.partition_key)
-            references = judged_references(spec, store, table)
-        except DataError as e:
-            return no_evidence("estimated_performance", e)
-        result = evaluate_versions(
-            table, references, spec.performance, gate="estimated_performance"
-        )
-        breaches = version_breaches(table, references, spec.performance)
-        return check_result(result, breaches=frame_table(breaches))
+        result, breaches = judge_performance(spec, store, ESTIMATED, context.partition_key)
+        return check_result(result, **breaches)
 
     return estimated_performance_within_thresholds
 

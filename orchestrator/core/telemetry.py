@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from orchestrator.core.errors import ConfigError, DataError
 from orchestrator.core.gates import GateResult, GateVerdict
-from orchestrator.core.spec import FeatureKind, MonitoredModelSpec, SLAPolicy
+from orchestrator.core.spec import EVENT_FIELDS, FeatureKind, MonitoredModelSpec, SLAPolicy
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "error", "timeout")
@@ -54,22 +54,9 @@ _HEAD = (
     ("fallback", pa.string(), False),
     ("subject_hash", pa.string(), True),
 )
-_SCALAR_INPUTS = (
-    "schema_version",
-    "model_name",
-    "model_version",
-    "environment",
-    "timestamp",
-    "request_id",
-    "trace_id",
-    "latency_ms",
-    "status",
-    "fallback",
-    "subject_id",
-    "prediction",
-    "score",
-)
 _NESTED = {"features": "feature", "segments": "segment"}
+# The contract's input fields that carry one value each (subject_hash is computed, never sent).
+_SCALAR_INPUTS = tuple(f for f in EVENT_FIELDS if f != "subject_hash" and f not in _NESTED)
 # Markers in string columns built from Python values, for what no plain value stands for, so
 # that the rule of the value's field decides; none can be a real value (each starts with NUL).
 _MARK = "\x00driftgate:"
